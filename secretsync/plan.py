@@ -1,0 +1,226 @@
+"""Decide what one sync changes in one target: the pure core of secretsync.
+
+A plan is computed from two parsed documents and a job's rules, touches no file, and carries
+the complete new text of the target. The text is verified before the plan is returned: parsed
+again with python-dotenv, it must bind every managed key to the source's value and leave every
+other statement meaning what it meant, or the job fails instead of writing something wrong.
+"""
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Iterator, Sequence
+
+from secretsync.envfile import BOM, Document, Statement, assignments, parse
+from secretsync.errors import JobError
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Which keys a job manages and what it does with keys gone from the source."""
+
+    sync: Sequence[str]
+    preserve: Sequence[str] = ()
+    remove_missing: bool = False
+
+    def manages(self, key: str) -> bool:
+        """Whether ``key`` matches a sync pattern and no preserve pattern (case-sensitive)."""
+        return any(fnmatchcase(key, p) for p in self.sync) and not any(
+            fnmatchcase(key, p) for p in self.preserve
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a sync does to one target, by key name, and the target's new text."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    stale: tuple[str, ...]
+    text: str
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def changes(self) -> bool:
+        """Whether the target has to be rewritten."""
+        return bool(self.added or self.changed or self.removed)
+
+
+def managed_values(source: Document, rules: Rules, source_name: str) -> dict[str, str]:
+    """Return the source's managed keys and values, refusing a source that is not usable.
+
+    The source must parse completely, every managed key must have a value, and at least one
+    key must be managed: each of these failures names the file and line.
+    """
+    errors = source.error_lines()
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise JobError(
+            f"{source_name}: line {errors[0]}: python-dotenv cannot parse this statement{more}"
+        )
+
+    values: dict[str, str] = {}
+    for statement in source.bindings():
+        if not rules.manages(statement.key):
+            continue
+        if statement.value is None:
+            raise JobError(
+                f"{source_name}: line {statement.line}: {statement.key} has no value (no '=')"
+            )
+        values[statement.key] = statement.value
+    if not values:
+        raise JobError(f"{source_name}: no key matches the job's sync patterns")
+    return values
+
+
+def duplicate_warnings(document: Document, rules: Rules, name: str) -> list[str]:
+    """Warnings for managed keys bound more than once; the last binding is the one that counts."""
+    return [
+        f"{name}: {key} is set on lines {', '.join(map(str, lines))}; the last one counts"
+        for key, lines in document.duplicates().items()
+        if rules.manages(key)
+    ]
+
+
+def make_plan(
+    source: Document,
+    target: Document,
+    rules: Rules,
+    source_name: str,
+    target_name: str,
+) -> Plan:
+    """Plan the sync of ``target`` from ``source`` under ``rules``.
+
+    Managed keys missing from the target are appended, those with another value are rewritten
+    in place at their last binding, equal ones are left alone however they are quoted. Target
+    keys that match the rules but are gone from the source are removed (every binding of them)
+    with ``remove_missing``, and otherwise reported as stale.
+    """
+    wanted = managed_values(source, rules, source_name)
+    warnings = duplicate_warnings(source, rules, source_name)
+    warnings += duplicate_warnings(target, rules, target_name)
+    warnings += [
+        f"{target_name}: line {line}: python-dotenv cannot parse this statement; left as it is"
+        for line in target.error_lines()
+    ]
+
+    current = target.values()
+    last_binding = {s.key: i for i, s in enumerate(target.statements) if s.key is not None}
+    added = [key for key in wanted if key not in current]
+    changed = [key for key in wanted if key in current and current[key] != wanted[key]]
+    missing = [key for key in current if rules.manages(key) and key not in wanted]
+    removed = missing if rules.remove_missing else []
+    stale = [] if rules.remove_missing else missing
+
+    plan = Plan(tuple(added), tuple(changed), tuple(removed), tuple(stale), target.text(),
+                tuple(warnings))
+    if not plan.changes:
+        return plan
+
+    replace = {last_binding[key]: key for key in changed}
+    layout = _Layout(target, wanted, replace, set(removed), added, target_name)
+    return Plan(plan.added, plan.changed, plan.removed, plan.stale, layout.verified_text(),
+                plan.warnings)
+
+
+class _Slot:
+    """A statement secretsync writes, with the texts it may take, tried in order."""
+
+    def __init__(self, key: str, value: str, texts: Iterator[str], target_name: str) -> None:
+        self.key = key
+        self.value = value
+        self._texts = texts
+        self._target_name = target_name
+        self.text = ""
+        self.advance()
+
+    def advance(self) -> None:
+        """Take the next way of writing the statement, or fail the job if none is left."""
+        text = next(self._texts, None)
+        if text is None:
+            raise JobError(
+                f"{self._target_name}: {self.key}: the value cannot be written so that "
+                "python-dotenv reads it back exactly"
+            )
+        self.text = text
+
+
+class _Layout:
+    """The new target as pieces: kept statement texts and the slots secretsync writes."""
+
+    def __init__(self, target: Document, wanted: dict[str, str], replace: dict[int, str],
+                 removed: set[str], added: list[str], target_name: str) -> None:
+        self._bom = target.bom
+        self._target_name = target_name
+        # Each piece is a kept text (str) or a _Slot; `expected` holds what each meaningful
+        # statement of the new text must read as, and `owners` which piece it comes from.
+        self._pieces: list[str | _Slot] = []
+        self._expected: list[tuple] = []
+        self._owners: list[int] = []
+        newline = target.newline
+
+        for index, statement in enumerate(target.statements):
+            if statement.key in removed:
+                # Keep the blank lines the parser joined to the front of the statement.
+                self._pieces.append(statement.text[: len(statement.text)
+                                                   - len(statement.text.lstrip())])
+            elif index in replace:
+                key = replace[index]
+                self._add_slot(key, wanted[key], assignments(key, wanted[key], statement, newline))
+            else:
+                self._add_kept(statement)
+
+        if added and not self._ends_with_line_break():
+            self._pieces.append(newline)
+        for key in added:
+            self._add_slot(key, wanted[key], assignments(key, wanted[key], None, newline))
+
+    def _add_kept(self, statement: Statement) -> None:
+        self._pieces.append(statement.text)
+        if statement.key is not None or statement.error:
+            self._expected.append(statement.meaning())
+            self._owners.append(len(self._pieces) - 1)
+
+    def _add_slot(self, key: str, value: str, texts: Iterator[str]) -> None:
+        self._pieces.append(_Slot(key, value, texts, self._target_name))
+        self._expected.append((key, value, False))
+        self._owners.append(len(self._pieces) - 1)
+
+    def _ends_with_line_break(self) -> bool:
+        for piece in reversed(self._pieces):
+            text = piece.text if isinstance(piece, _Slot) else piece
+            if text:
+                return text.endswith(("\n", "\r"))
+        return True
+
+    def _text(self) -> str:
+        return "".join(p.text if isinstance(p, _Slot) else p for p in self._pieces)
+
+    def verified_text(self) -> str:
+        """Return the new text once python-dotenv reads it exactly as intended.
+
+        A written statement that changes how the file reads from its position on (a quoted
+        value ending in a backslash on python-dotenv 0.21 swallows what follows) is written
+        the next way instead; when no way is left the job fails.
+        """
+        while True:
+            text = self._text()
+            seen = [s.meaning() for s in parse(text).statements if s.key is not None or s.error]
+            if seen == self._expected:
+                return (BOM if self._bom else "") + text
+            self._culprit(seen).advance()
+
+    def _culprit(self, seen: list[tuple]) -> _Slot:
+        """The last written statement at or before the first place the reading goes wrong."""
+        first_wrong = next(
+            (i for i, (a, b) in enumerate(zip(seen, self._expected)) if a != b),
+            min(len(seen), len(self._expected)),
+        )
+        for position in range(min(first_wrong, len(self._owners) - 1), -1, -1):
+            piece = self._pieces[self._owners[position]]
+            if isinstance(piece, _Slot):
+                return piece
+        raise JobError(
+            f"{self._target_name}: the new text would change statements secretsync does not "
+            "manage; nothing written"
+        )
