@@ -26,8 +26,14 @@ _BACKUP_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z\.env")
 _BACKUP_TEMP = re.compile(r"\.\d{8}T\d{6}\.\d{6}Z\.env\.tmp")
 
 
-def _temp_pattern(name: str) -> re.Pattern:
-    return re.compile(re.escape(f".{name}.secretsync-") + r"[0-9a-f]{16}\.tmp")
+_TEMP_RANDOM = re.compile(r"[0-9a-f]{16}")
+
+
+def _is_temp_of(entry: str, name: str) -> bool:
+    """Whether ``entry`` is a temp file secretsync made for the target ``name``."""
+    prefix, suffix = f".{name}.secretsync-", ".tmp"
+    return (entry.startswith(prefix) and entry.endswith(suffix)
+            and _TEMP_RANDOM.fullmatch(entry[len(prefix):-len(suffix)]) is not None)
 
 
 @dataclass(frozen=True)
@@ -77,10 +83,9 @@ def read_source(path: str) -> tuple[bytes, list[str]]:
             raise JobError(f"{path}: source is world-writable; refusing to use it")
         warnings = []
         if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-            warnings.append(
-                f"{path}: source is readable by {'everyone' if st.st_mode & stat.S_IROTH else 'its group'}"
-                f" (mode {stat.S_IMODE(st.st_mode):04o}); it should be 0600"
-            )
+            who = "every user" if st.st_mode & stat.S_IROTH else "its group"
+            warnings.append(f"{path}: source is readable by {who} "
+                            f"(mode {stat.S_IMODE(st.st_mode):04o}); it should be 0600")
         return _read_all(fd, path), warnings
     finally:
         os.close(fd)
@@ -120,9 +125,8 @@ class TargetDirectory:
 
     def remove_leftovers(self) -> None:
         """Delete temp files an interrupted run of this target left behind."""
-        pattern = _temp_pattern(self.name)
         for entry in os.listdir(self._fd):
-            if pattern.fullmatch(entry):
+            if _is_temp_of(entry, self.name):
                 try:
                     os.unlink(entry, dir_fd=self._fd)
                 except FileNotFoundError:

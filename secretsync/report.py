@@ -85,6 +85,12 @@ def _names(keys: Sequence[str]) -> str:
     return " ".join(keys)
 
 
+def _some_names(keys: Sequence[str], shown: int = 20) -> str:
+    """Key names for a message line: the first ``shown``, then how many more (fields have all)."""
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return " ".join(keys[:shown]) + more
+
+
 def _fields(job: str, target: str, **more: str) -> dict[str, str]:
     return {"SECRETSYNC_JOB": job, "SECRETSYNC_TARGET": target, **more}
 
@@ -99,7 +105,7 @@ def updated(job: str, target: str, added: Sequence[str], changed: Sequence[str],
     """Log that a job updated (or, in a dry run, would update) its target."""
     counts = f"{len(added)} added, {len(changed)} changed, {len(removed)} removed"
     keys = "; ".join(
-        f"{label}: {_names(names)}"
+        f"{label}: {_some_names(names)}"
         for label, names in (("added", added), ("changed", changed), ("removed", removed))
         if names
     )
