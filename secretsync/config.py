@@ -82,17 +82,17 @@ def config_files(path: str | None) -> list[str]:
 def load(path: str | None = None) -> Config:
     """Read, merge and check the configuration files."""
     files = config_files(path)
-    # option -> (value, file) for [DEFAULT], and per section; sections keep first-seen order.
-    defaults: dict[str, tuple[str, str]] = {}
-    sections: dict[str, dict[str, tuple[str, str]]] = {}
+    # option -> (value, file, section) for [DEFAULT], and per job; jobs keep first-seen order.
+    defaults: dict[str, tuple[str, str, str]] = {}
+    sections: dict[str, dict[str, tuple[str, str, str]]] = {}
     origins: dict[str, str] = {}
     for file in files:
         for section, options in _read(file).items():
             origins.setdefault(section, file)
             merged = defaults if section == DEFAULT_SECTION else sections.setdefault(section, {})
-            merged.update({option: (value, file) for option, value in options.items()})
+            merged.update({option: (value, file, section) for option, value in options.items()})
 
-    for option, (_, file) in defaults.items():
+    for option, (_, file, _) in defaults.items():
         if option not in OPTIONS:
             raise ConfigError(f"{file}: [{DEFAULT_SECTION}] {option}: unknown option")
     jobs = tuple(
@@ -134,21 +134,21 @@ def _syntax_problem(error: configparser.Error) -> str:
     return "not a valid INI file"
 
 
-def _job(name: str, options: dict[str, tuple[str, str]], section_file: str) -> Job:
+def _job(name: str, options: dict[str, tuple[str, str, str]], section_file: str) -> Job:
     """Check one section's options (its own and the defaults) and build its Job."""
     if not _JOB_NAME.fullmatch(name):
         raise ConfigError(
             f"{section_file}: [{name}]: a job name is letters, digits and _ . @ + - "
             "starting with a letter or digit"
         )
-    for option, (_, file) in options.items():
+    for option, (_, file, _) in options.items():
         if option not in OPTIONS:
             raise ConfigError(f"{file}: [{name}] {option}: unknown option")
     for option in REQUIRED:
         if option not in options:
             raise ConfigError(f"{section_file}: [{name}] {option}: required option missing")
 
-    value = _Values(name, options)
+    value = _Values(options)
     return Job(
         name=name,
         source=value.path("source"),
@@ -172,8 +172,7 @@ def _job(name: str, options: dict[str, tuple[str, str]], section_file: str) -> J
 class _Values:
     """Converters for one job's options; each error names file, section and option."""
 
-    def __init__(self, job: str, options: dict[str, tuple[str, str]]) -> None:
-        self._job = job
+    def __init__(self, options: dict[str, tuple[str, str, str]]) -> None:
         self._options = options
 
     def _raw(self, option: str) -> str | None:
@@ -181,7 +180,8 @@ class _Values:
         return entry[0].strip() if entry else None
 
     def _error(self, option: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self._options[option][1]}: [{self._job}] {option}: {problem}")
+        _, file, section = self._options[option]
+        return ConfigError(f"{file}: [{section}] {option}: {problem}")
 
     def path(self, option: str, default: str | None = None) -> str:
         raw = self._raw(option)

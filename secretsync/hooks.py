@@ -7,10 +7,11 @@ from its environment, by key name only: a value never reaches a hook.
 import os
 import signal
 import subprocess
-import sys
 from typing import Sequence
 
 from secretsync.errors import JobError
+
+_STDERR = 2  # the process's own stderr, whatever object sys.stderr is at the moment
 
 
 def hook_environment(job: str, target: str, added: Sequence[str], changed: Sequence[str],
@@ -35,7 +36,7 @@ def run_hook(command: Sequence[str], env: dict[str, str], timeout: float) -> Non
     """
     try:
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=sys.stderr.fileno(), start_new_session=True)
+                                   stdout=_STDERR, start_new_session=True)
     except FileNotFoundError:
         raise JobError(f"on_change: {command[0]}: command not found") from None
     except PermissionError:

@@ -42,11 +42,6 @@ def _stream_is_journal(fd: int) -> bool:
     return expected == f"{st.st_dev}:{st.st_ino}"
 
 
-def stdout_is_journal() -> bool:
-    """Whether stdout goes to the journal already (secretsync started by systemd)."""
-    return _stream_is_journal(1)
-
-
 class _StderrFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         label = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
