@@ -167,7 +167,8 @@ class Journal:
     def __init__(self) -> None:
         self.entries: list[tuple[str, dict]] = []
 
-    def __call__(self, message, **fields) -> None:
+    def __call__(self, message, /, **fields) -> None:
+        # Positional-only: the handler passes the record's attributes, "message" among them.
         self.entries.append((message, fields))
 
     def with_id(self, message_id: str) -> list[tuple[str, dict]]:
