@@ -28,7 +28,9 @@ JOURNAL_SENDER = journal.send if journal else None
 log = logging.getLogger("secretsync")
 
 
-def _send(message, **fields) -> None:
+def _send(message, /, **fields) -> None:
+    # Positional-only: JournalHandler passes every attribute of the log record as a keyword,
+    # and a formatted record has one called `message`.
     JOURNAL_SENDER(message, **fields)
 
 
