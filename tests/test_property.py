@@ -1,4 +1,4 @@
-"""Property: any value a source holds survives a sync exactly, and untouched lines stay as they were.
+"""Property: any value a source holds survives a sync exactly; untouched lines stay as they were.
 
 The source is written by a reference writer: every value double-quoted, with backslashes and
 double quotes escaped. python-dotenv 0.21 cannot read a quoted value that ends in a backslash
