@@ -79,8 +79,12 @@ def host_mirror() -> str:
 
 def ensure_tools() -> None:
     """Install mmdebstrap and systemd-nspawn from Debian's archive if they are missing."""
-    missing = [pkg for tool, pkg in (("mmdebstrap", "mmdebstrap"),
-                                     ("systemd-nspawn", "systemd-container"))
+    ensure_packages({"mmdebstrap": "mmdebstrap", "systemd-nspawn": "systemd-container"})
+
+
+def ensure_packages(tools: dict) -> None:
+    """Install from Debian's archive the package of each tool (name: package) not on PATH."""
+    missing = [package for tool, package in tools.items()
                if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None]
     if missing:
         subprocess.run(["apt-get", "update"], check=True)

@@ -123,7 +123,6 @@ step backups-list find /var/backups/secretsync -printf '%y %m %u %p\n'
 shstep backup-content 'cat /var/backups/secretsync/app/*'
 shstep journal-sync "journalctl --sync"
 step journal-secretsync journalctl --no-pager -t secretsync -o json
-step journal-all journalctl --no-pager -b -o export
 
 # 5. Dry runs: as root it reports a newly added key and writes nothing; as an unprivileged
 # user it cannot read the source and says so in one line.
@@ -133,6 +132,31 @@ step dry-run-root secretsync --dry-run
 step target-sha-after-dry sha256sum /opt/app/.env
 step dry-run-user runuser -u nobody -- secretsync --dry-run
 step check-root secretsync --check
+
+# The sandbox follows the configuration at daemon-reload. A job added without one may not
+# write its directory: it fails (and the service with it), the other job still runs, and the
+# service warns. After a daemon-reload the job runs.
+shstep stale-setup "
+set -e
+install -d -m 0755 /srv/app2
+umask 077
+echo 'APP_TOKEN=$OLD_TOKEN' >/srv/app2/.env
+cat >/etc/secretsync.d/app2.conf <<EOF
+[app2]
+source = /opt/shared-secrets/api-secrets.env
+target = /srv/app2/.env
+sync = APP_TOKEN
+EOF
+"
+step stale-start systemctl start secretsync.service
+step stale-target sha256sum /srv/app2/.env
+step reload systemctl daemon-reload
+step reloaded-start systemctl start secretsync.service
+step reloaded-target cat /srv/app2/.env
+shstep stale-cleanup "rm /etc/secretsync.d/app2.conf && systemctl daemon-reload"
+shstep journal-sync-late "journalctl --sync"
+step journal-late journalctl --no-pager -o json -t secretsync -t secretsync-generator
+step journal-all journalctl --no-pager -b -o export
 
 # 6. The admin's edit survives a reinstall and an upgrade; remove stops the timer; purge
 # removes the configuration and keeps the backups.

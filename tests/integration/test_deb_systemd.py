@@ -8,6 +8,7 @@ it recorded. One boot per suite serves every test of that suite.
 Needs root (mmdebstrap, systemd-nspawn, cgroups); otherwise the whole module is skipped.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ PACKAGE_SOURCES = ("secretsync", "debian", "ops", "docs/man", "setup.cfg", "pypr
                    "Makefile")
 
 MESSAGE_UPDATED = "2a0ff627dce945a0bb07e46449dc0ff8"
+MESSAGE_FAILED = "33d36fe493d546329eb956a697623d03"
 MESSAGE_RUN = "2572f1132eae40e58c6aff7cc72421a5"
 
 pytestmark = pytest.mark.skipif(
@@ -148,8 +150,23 @@ def booted(request, debs, tmp_path_factory):
     return booted
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _journal_entries(text: str) -> list:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# 0. The package itself, on the host ---------------------------------------------------
+
+def test_lintian_reports_no_error_or_warning(debs):
+    debimage.ensure_packages({"lintian": "lintian"})
+    lintian = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", "--display-level", ">=warning", str(DEB)],
+        capture_output=True, text=True, env=dict(os.environ, PATH=SYSTEM_PATH))
+    tags = [line for line in lintian.stdout.splitlines() if re.match(r"[EW]: ", line)]
+    assert (lintian.returncode, tags) == (0, []), lintian.stdout + lintian.stderr
 
 
 # 1. Installing ---------------------------------------------------------------------------
@@ -266,7 +283,8 @@ def test_hook_restarts_the_application_from_the_service(booted):
 
 def test_journal_has_the_job_entry_with_key_names_only(booted):
     entries = _journal_entries(booted.ok("journal-secretsync").out)
-    updated = [e for e in entries if e.get("MESSAGE_ID") == MESSAGE_UPDATED]
+    updated = [e for e in entries
+               if e.get("MESSAGE_ID") == MESSAGE_UPDATED and e.get("SECRETSYNC_JOB") == "app"]
     assert len(updated) == 1, entries
     entry = updated[0]
     assert entry["SECRETSYNC_JOB"] == "app"
@@ -288,6 +306,31 @@ def test_no_value_reaches_the_journal(booted):
     assert "_SYSTEMD_UNIT=secretsync.service" in journal
     for sentinel in booted.sentinels:
         assert sentinel not in journal, f"a value ({sentinel[:11]}...) is in the journal"
+
+
+def test_a_job_added_without_daemon_reload_fails_alone_and_works_after(booted):
+    old, new, _local = booted.sentinels
+    booted.ok("stale-setup")
+    stale = booted.step("stale-start")
+    assert stale.rc != 0, str(stale)  # the service fails: one of its jobs did
+    assert booted.ok("stale-target").out.split()[0] == _sha256(f"APP_TOKEN={old}\n")
+
+    entries = _journal_entries(booted.ok("journal-late").out)
+    warnings = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == "secretsync-generator"]
+    assert len(warnings) == 1 and warnings[0]["PRIORITY"] == "4", warnings
+    assert "systemctl daemon-reload" in warnings[0]["MESSAGE"]
+    failed = [e for e in entries
+              if e.get("MESSAGE_ID") == MESSAGE_FAILED and e.get("SECRETSYNC_JOB") == "app2"]
+    assert len(failed) == 1 and failed[0]["PRIORITY"] == "3", entries
+    assert failed[0]["_SYSTEMD_UNIT"] == "secretsync.service"
+    # The job whose directory is writable still ran in that same failed run.
+    app_updates = [e for e in entries
+                   if e.get("MESSAGE_ID") == MESSAGE_UPDATED and e.get("SECRETSYNC_JOB") == "app"]
+    assert [e["SECRETSYNC_ADDED"] for e in app_updates] == ["APP_NEW_KEY", "APP_LATER"]
+
+    booted.ok("reload")
+    booted.ok("reloaded-start")
+    assert booted.ok("reloaded-target").out == f"APP_TOKEN={new}\n"
 
 
 # 5. Runs by hand -------------------------------------------------------------------------
@@ -340,6 +383,11 @@ def test_purge_removes_the_config_and_keeps_the_backups(booted):
                  "/etc/systemd/system/timers.target.wants/secretsync.timer"):
         assert f"cannot access '{path}': No such file or directory" in gone, gone
     backups = booted.ok("backups-after-purge").out.splitlines()
-    assert len(backups) == 1 and backups[0].startswith("600 /var/backups/secretsync/app/"), \
-        backups
+    directories = [line.rsplit("/", 1)[0] for line in backups]
+    # app: the first run and the run that added APP_LATER. app2: its run after the reload (and
+    # perhaps one from the run the sandbox stopped, which backs up before it writes).
+    assert directories.count("600 /var/backups/secretsync/app") == 2, backups
+    assert directories.count("600 /var/backups/secretsync/app2") >= 1, backups
+    assert len(directories) == len(backups) and all(
+        line.startswith("600 /var/backups/secretsync/app") for line in backups), backups
     assert booted.step("timer-active-purged").out.strip() == "inactive"
