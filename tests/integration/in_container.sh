@@ -134,25 +134,26 @@ step dry-run-user runuser -u nobody -- secretsync --dry-run
 step check-root secretsync --check
 
 # The sandbox follows the configuration at daemon-reload. A job added without one may not
-# write its directory: it fails (and the service with it), the other job still runs, and the
-# service warns. After a daemon-reload the job runs.
+# write its directory (here one with a space in its name, which the drop-in must quote): it
+# fails, and the service with it, the other job still runs, and the service warns. After a
+# daemon-reload the job runs.
 shstep stale-setup "
 set -e
-install -d -m 0755 /srv/app2
+install -d -m 0755 \"/srv/app 2\"
 umask 077
-echo 'APP_TOKEN=$OLD_TOKEN' >/srv/app2/.env
+echo 'APP_TOKEN=$OLD_TOKEN' >\"/srv/app 2/.env\"
 cat >/etc/secretsync.d/app2.conf <<EOF
 [app2]
 source = /opt/shared-secrets/api-secrets.env
-target = /srv/app2/.env
+target = /srv/app 2/.env
 sync = APP_TOKEN
 EOF
 "
 step stale-start systemctl start secretsync.service
-step stale-target sha256sum /srv/app2/.env
+step stale-target sha256sum "/srv/app 2/.env"
 step reload systemctl daemon-reload
 step reloaded-start systemctl start secretsync.service
-step reloaded-target cat /srv/app2/.env
+step reloaded-target cat "/srv/app 2/.env"
 shstep stale-cleanup "rm /etc/secretsync.d/app2.conf && systemctl daemon-reload"
 shstep journal-sync-late "journalctl --sync"
 step journal-late journalctl --no-pager -o json -t secretsync -t secretsync-generator
@@ -171,6 +172,8 @@ step backup-dir-upgrade stat -c '%a %U %G' /var/backups/secretsync
 
 step remove apt-get remove -y secretsync
 step timer-active-removed systemctl is-active secretsync.timer
+step timer-enabled-removed systemctl is-enabled secretsync.timer
+step timer-list-removed systemctl list-timers --all --no-legend secretsync.timer
 shstep config-after-remove "ls /etc/secretsync.conf"
 step purge apt-get purge -y secretsync
 shstep after-purge "ls -d /etc/secretsync.conf /etc/secretsync.d /usr/sbin/secretsync \

@@ -110,8 +110,9 @@ class Booted:
     def step(self, name: str) -> Step:
         rc = self.out / f"{name}.rc"
         assert rc.exists(), f"step {name} did not run\n{self.diagnostics()}"
-        read = lambda suffix: (self.out / f"{name}.{suffix}").read_text(errors="replace")
-        return Step(name, int(rc.read_text()), read("out"), read("err"))
+        out, err = ((self.out / f"{name}.{suffix}").read_text(errors="replace")
+                    for suffix in ("out", "err"))
+        return Step(name, int(rc.read_text()), out, err)
 
     def ok(self, name: str) -> Step:
         """The step, asserted to have exited 0."""
@@ -373,6 +374,11 @@ def test_config_edit_survives_reinstall_and_upgrade(booted):
 def test_remove_stops_the_timer(booted):
     booted.ok("remove")
     assert booted.step("timer-active-removed").out.strip() == "inactive"
+    # Gone with its unit file: nothing is enabled, and no next run is scheduled.
+    enabled = booted.step("timer-enabled-removed")
+    assert enabled.rc != 0 and enabled.out.strip() != "enabled", str(enabled)
+    listed = booted.ok("timer-list-removed").out
+    assert listed.split()[:2] in ([], ["-", "-"]), listed
     assert booted.ok("config-after-remove").out.strip() == "/etc/secretsync.conf"
 
 
