@@ -309,6 +309,8 @@ def _ensure_private_dir(path: str) -> None:
     except FileExistsError:
         pass
     st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise JobError(f"{path}: backup directory is a symlink; refusing to follow it")
     if not stat.S_ISDIR(st.st_mode):
         raise JobError(f"{path}: backup directory is not a directory")
     if stat.S_IMODE(st.st_mode) != 0o700:
@@ -369,7 +371,9 @@ def list_backups(backup_dir: str, job: str) -> list[Backup]:
     except FileNotFoundError:
         return []
     except OSError as error:
-        raise JobError(f"{directory}: cannot list backups: {error.strerror}") from None
+        raise JobError(
+            f"{directory}: cannot list backups: {error.strerror}{_as_root()}"
+        ) from None
     backups = []
     for name in names:
         path = os.path.join(directory, name)
@@ -421,14 +425,14 @@ class RunLock:
     """One secretsync run at a time that may write: an exclusive flock on a root-only file."""
 
     def __init__(self, path: str = LOCK_FILE, wait: float | None = None) -> None:
-        self.path = path
+        self.path = os.path.abspath(path)
         self.wait = wait
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        directory = os.path.dirname(self.path)
         try:
-            os.makedirs(directory, 0o700, exist_ok=True)
+            # /run is a tmpfs: the lock's directory is gone after a boot until a run makes it.
+            os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                                0o600)
         except OSError as error:

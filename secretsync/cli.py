@@ -19,6 +19,12 @@ DESCRIPTION = """\
 Copy the keys each job manages from a shared secrets file into an application's .env file,
 leaving every other line alone. Values are never printed or logged, only key names."""
 
+USAGE = """\
+secretsync [-c FILE] [--dry-run | --check] [-q | -v] [--wait SECONDS]
+                  [--lock-file FILE] [sync] [JOB ...]
+       secretsync [-c FILE] backups [JOB]
+       secretsync [-c FILE] [--wait SECONDS] [--lock-file FILE] restore JOB [BACKUP]"""
+
 EPILOG = f"""\
 commands:
   [sync] [JOB ...]       sync all jobs, or the named ones (the default command)
@@ -35,7 +41,7 @@ exit status: 0 ok, 1 a job failed or the lock is held, 2 usage or configuration 
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(
-        prog="secretsync", description=DESCRIPTION, epilog=EPILOG,
+        prog="secretsync", description=DESCRIPTION, epilog=EPILOG, usage=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-c", "--config", metavar="FILE",
@@ -83,11 +89,13 @@ class Output:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit status."""
     args = parser().parse_args(argv)
-    report.setup(verbose=args.verbose)
+    report.setup(verbose=args.verbose, quiet=args.quiet)
     words = list(args.words)
     command = words.pop(0) if words and words[0] in COMMANDS else "sync"
     out = Output(args.quiet)
     try:
+        if command != "sync" and (args.dry_run or args.check):
+            raise UsageError(f"{command} does not take --dry-run or --check")
         config = load(args.config)
         if command == "backups":
             return _backups(config, words, out)
@@ -111,8 +119,9 @@ def _sync(config: Config, names: list[str], args, out: Output) -> int:
     jobs = config.select(names)
     dry_run = args.dry_run or args.check
     if not jobs:
-        out.line(f"no jobs configured in {', '.join(config.files)}")
-        report.run_finished("no jobs configured", 0, dry_run)
+        message = f"no jobs configured in {', '.join(config.files)}"
+        out.line(message)
+        report.run_finished(message, 0, dry_run)
         return EXIT_OK
 
     sources = runner.Sources()
@@ -125,8 +134,9 @@ def _sync(config: Config, names: list[str], args, out: Output) -> int:
     counts = {status: sum(r.status == status for r in results)
               for status in (runner.UPDATED, runner.WOULD_UPDATE, runner.IN_SYNC, runner.FAILED)}
     changed = counts[runner.WOULD_UPDATE] if dry_run else counts[runner.UPDATED]
+    label = "check: " if args.check else "dry run: " if dry_run else ""
     summary = (
-        f"{'dry run: ' if dry_run else ''}{len(results)} job{'s' * (len(results) != 1)}: "
+        f"{label}{len(results)} job{'s' * (len(results) != 1)}: "
         f"{changed} {'would be updated' if dry_run else 'updated'}, "
         f"{counts[runner.IN_SYNC]} in sync, {counts[runner.FAILED]} failed"
         f"{'; nothing written' if dry_run else ''}"
@@ -158,6 +168,8 @@ def _report_job(result: runner.JobResult, out: Output) -> runner.JobResult:
         if result.backup:
             out.line(f"  updated; backup {result.backup}")
         out.line(f"  failed: {result.error}")
+    elif result.status == runner.WOULD_UPDATE and result.created:
+        out.line("  would create")
     else:
         out.line(f"  {result.status}")
     return result
@@ -177,8 +189,6 @@ def _backups(config: Config, names: list[str], out: Output) -> int:
 
 
 def _restore(config: Config, words: list[str], args, out: Output) -> int:
-    if args.dry_run or args.check:
-        raise UsageError("restore does not take --dry-run or --check")
     if not 1 <= len(words) <= 2:
         raise UsageError("usage: secretsync restore JOB [BACKUP]")
     job = config.select(words[:1])[0]

@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import shlex
+import stat
 from dataclasses import dataclass
 
 from secretsync.errors import ConfigError
@@ -110,6 +111,7 @@ def _read(file: str) -> dict[str, dict[str, str]]:
     )
     try:
         with open(file, encoding="utf-8") as stream:
+            _check_trusted(file, os.fstat(stream.fileno()))
             parser.read_file(stream)
     except OSError as error:
         raise ConfigError(f"{file}: cannot read: {error.strerror}") from None
@@ -120,6 +122,17 @@ def _read(file: str) -> dict[str, dict[str, str]]:
         # file given to -c by mistake): name only the line number.
         raise ConfigError(f"{file}: {_syntax_problem(error)}") from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _check_trusted(file: str, st: os.stat_result) -> None:
+    """Refuse a configuration another user could have written: its hooks run as root."""
+    if st.st_uid not in (0, os.geteuid()):
+        raise ConfigError(f"{file}: owned by uid {st.st_uid}, not root; refusing it "
+                          "(its on_change commands would run as root)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"{file}: writable by group or others (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}); refusing it "
+                          "(its on_change commands would run as root)")
 
 
 def _syntax_problem(error: configparser.Error) -> str:
@@ -188,7 +201,7 @@ class _Values:
         if raw is None:
             return default
         if not os.path.isabs(raw) or raw.endswith("/"):
-            raise self._error(option, "must be an absolute path to a file")
+            raise self._error(option, "must be an absolute path")
         return os.path.normpath(raw)
 
     def patterns(self, option: str, required: bool = False) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Sequence
 
+from secretsync.plan import Plan
+
 try:
     from systemd import journal
 except ImportError:  # Only outside the Debian package; the journal is then silently absent.
@@ -50,11 +52,12 @@ class _StderrFormatter(logging.Formatter):
         return f"{IDENTIFIER}: {label}{record.getMessage()}"
 
 
-def setup(verbose: bool = False) -> None:
+def setup(verbose: bool = False, quiet: bool = False) -> None:
     """Send log entries to the journal and, unless stderr is the journal, to stderr.
 
     On stderr come warnings and errors; with ``verbose``, or where no journald runs
-    (containers, CI), every entry, so that what the journal would hold is still seen.
+    (containers, CI) and not ``quiet``, every entry, so that what the journal would hold is
+    still seen.
     """
     logging.raiseExceptions = False
     log.handlers.clear()
@@ -73,7 +76,7 @@ def setup(verbose: bool = False) -> None:
         handler = logging.StreamHandler(sys.stderr)
         journald = journal is not None and os.path.exists(JOURNAL_SOCKET)
         handler.setLevel(logging.DEBUG if verbose else
-                         logging.INFO if not journald else logging.WARNING)
+                         logging.INFO if not journald and not quiet else logging.WARNING)
         handler.setFormatter(_StderrFormatter())
         log.addHandler(handler)
 
@@ -97,20 +100,23 @@ def warning(job: str, target: str, message: str) -> None:
     log.warning(f"{job}: {message}", extra=_fields(job, target))
 
 
-def updated(job: str, target: str, added: Sequence[str], changed: Sequence[str],
-            removed: Sequence[str], backup: str | None, dry_run: bool) -> None:
-    """Log that a job updated (or, in a dry run, would update) its target."""
+def updated(job: str, target: str, plan: Plan, backup: str | None, dry_run: bool,
+            created: bool) -> None:
+    """Log that a job updated or created (or, in a dry run, would) its target."""
+    added, changed, removed = plan.added, plan.changed, plan.removed
     counts = f"{len(added)} added, {len(changed)} changed, {len(removed)} removed"
     keys = "; ".join(
         f"{label}: {_some_names(names)}"
         for label, names in (("added", added), ("changed", changed), ("removed", removed))
         if names
     )
+    verb = "create" if created else "update"
     if dry_run:
-        message = f"{job}: would update {target} ({counts}; {keys}) [dry run]"
+        message = f"{job}: would {verb} {target} ({counts}; {keys}) [dry run]"
+    elif created:
+        message = f"{job}: created {target} ({counts}; {keys}; nothing to back up)"
     else:
-        where = f"backup {backup}" if backup else "new file, no backup"
-        message = f"{job}: updated {target} ({counts}; {keys}; {where})"
+        message = f"{job}: updated {target} ({counts}; {keys}; backup {backup})"
     fields = _fields(
         job, target,
         SECRETSYNC_ADDED=_names(added),

@@ -27,7 +27,14 @@ class JobResult:
     plan: Plan | None = None
     backup: str | None = None
     error: str | None = None
+    created: bool = False
     warnings: list[str] = field(default_factory=list)
+
+    def warn(self, messages: list[str]) -> None:
+        """Record warnings and log them at once, before the job's outcome."""
+        for message in messages:
+            self.warnings.append(message)
+            report.warning(self.job.name, self.job.target, message)
 
 
 class Sources:
@@ -64,8 +71,6 @@ def run_job(job: Job, sources: Sources, dry_run: bool) -> JobResult:
     except Exception as error:  # A bug must not stop the other jobs or print a traceback.
         result.status = FAILED
         result.error = f"internal error ({type(error).__name__}); nothing more written"
-    for message in result.warnings:
-        report.warning(job.name, job.target, message)
     if result.status == FAILED:
         report.failed(job.name, job.target, result.error)
     return result
@@ -73,7 +78,7 @@ def run_job(job: Job, sources: Sources, dry_run: bool) -> JobResult:
 
 def _sync(job: Job, sources: Sources, dry_run: bool, result: JobResult) -> None:
     source, source_warnings = sources.get(job.source)
-    result.warnings += source_warnings
+    result.warn(source_warnings)
 
     with apply.TargetDirectory(job.target) as directory:
         if not dry_run:
@@ -82,17 +87,18 @@ def _sync(job: Job, sources: Sources, dry_run: bool, result: JobResult) -> None:
         if current is None and not job.create:
             raise JobError(f"{job.target}: target does not exist (set create = yes to create it)")
         target = parse(decode(current.data, job.target)) if current else Document(())
+        result.created = current is None
 
         plan = make_plan(source, target, job.rules, job.source, job.target)
         result.plan = plan
-        result.warnings += plan.warnings
+        result.warn(list(plan.warnings))
         if not plan.changes:
             result.status = IN_SYNC
             return
         if dry_run:
             result.status = WOULD_UPDATE
-            report.updated(job.name, job.target, plan.added, plan.changed, plan.removed, None,
-                           dry_run=True)
+            report.updated(job.name, job.target, plan, None, dry_run=True,
+                           created=result.created)
             return
 
         if current is not None:
@@ -101,8 +107,8 @@ def _sync(job: Job, sources: Sources, dry_run: bool, result: JobResult) -> None:
         directory.replace(plan.text.encode("utf-8"), uid, gid, mode,
                           current.state if current else None)
     result.status = UPDATED
-    report.updated(job.name, job.target, plan.added, plan.changed, plan.removed, result.backup,
-                   dry_run=False)
+    report.updated(job.name, job.target, plan, result.backup, dry_run=False,
+                   created=result.created)
     apply.prune_backups(job.backup_dir, job.name, job.keep_backups)
     if job.on_change:
         env = hooks.hook_environment(job.name, job.target, plan.added, plan.changed,

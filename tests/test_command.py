@@ -3,10 +3,11 @@
 import configparser
 import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import REPO, snapshot
+from conftest import PYTHON, REPO, snapshot
 
 
 def _three_jobs(box):
@@ -33,7 +34,7 @@ def test_command_check_exits_3_on_drift_and_writes_nothing(box):
     assert result.rc == 3, result.err
     assert _snapshots(targets) == before
     assert not box.backups.exists()
-    assert result.out_lines[-1].startswith("dry run: 3 jobs: 2 would be updated, 1 in sync")
+    assert result.out_lines[-1].startswith("check: 3 jobs: 2 would be updated, 1 in sync")
 
 
 def test_command_check_exits_0_when_in_sync(box):
@@ -216,3 +217,48 @@ def test_command_non_root_without_access_to_the_source_gets_one_line(open_box, a
     assert "permission denied" in errors[0].lower()
     assert "root" in errors[0]
     assert snapshot(box.target) == before
+
+
+def test_command_relative_lock_file_is_taken_from_the_working_directory(box, tmp_path):
+    box.write_source("API_A=new\n")
+    box.write_target("API_A=old\n")
+    box.configure()
+    work = tmp_path / "work"
+    work.mkdir()
+
+    done = subprocess.run(
+        [PYTHON, "-m", "secretsync", "-c", str(box.config), "--lock-file", "rel.lock"],
+        cwd=work, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    assert done.returncode == 0, done.stderr
+    assert (work / "rel.lock").is_file()
+    assert box.target.read_bytes() == b"API_A=new\n"
+
+
+@pytest.mark.parametrize("flag", ["--dry-run", "--check"])
+@pytest.mark.parametrize("command", [["backups"], ["restore", "app"]])
+def test_command_dry_run_and_check_are_refused_outside_sync(box, flag, command):
+    box.write_source("API_A=new\n")
+    box.write_target("API_A=old\n")
+    box.configure()
+
+    result = box.run(flag, *command)
+
+    assert result.rc == 2
+    assert result.err_lines == [
+        f"secretsync: error: {command[0]} does not take --dry-run or --check"]
+
+
+def test_command_quiet_prints_nothing_but_warnings_even_without_journald(box):
+    box.write_source("API_A=new\nAPI_A=newer\n")
+    box.write_target("API_A=old\n")
+    box.configure()
+
+    result = box.run("-q")
+
+    assert result.rc == 0, result.err
+    assert result.out == ""
+    assert result.err_lines == [
+        f"secretsync: warning: app: {box.source}: API_A is set on lines 1, 2; the last one counts"]
+    assert box.target.read_bytes() == b"API_A=newer\n"

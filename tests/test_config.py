@@ -340,3 +340,38 @@ def test_config_keep_backups_defaults_to_30(box, inproc):
         assert inproc(box).rc == 0
 
     assert len(box.backup_files()) == 30
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o664, 0o646])
+def test_config_writable_by_others_is_refused_before_any_job_runs(box, mode):
+    box.write_source(SOURCE)
+    box.write_target("API_A=old\n")
+    box.configure({"app": box.job(on_change="touch " + str(box.root / "hook-ran"))})
+    os.chmod(box.config, mode)
+    before = snapshot(box.target)
+
+    result = box.run()
+
+    assert result.rc == 2
+    assert result.err_lines == [
+        f"secretsync: error: {box.config}: writable by group or others (mode {mode:04o}); "
+        "refusing it (its on_change commands would run as root)"]
+    assert snapshot(box.target) == before
+    assert not (box.root / "hook-ran").exists()
+    assert not box.backups.exists()
+
+
+def test_config_owned_by_another_user_is_refused(box):
+    box.write_source(SOURCE)
+    box.write_target("API_A=old\n")
+    box.configure()
+    nobody = __import__("pwd").getpwnam("nobody")
+    os.chown(box.config, nobody.pw_uid, nobody.pw_gid)
+
+    result = box.run()
+
+    assert result.rc == 2
+    assert result.err_lines == [
+        f"secretsync: error: {box.config}: owned by uid {nobody.pw_uid}, not root; refusing it "
+        "(its on_change commands would run as root)"]
+    assert _values(box.target) == {"API_A": "old"}
