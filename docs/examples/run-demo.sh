@@ -27,3 +27,5 @@ echo "\$ ls -l $scratch/opt/es-inventory-hub/.env"
 ls -l "$scratch/opt/es-inventory-hub/.env"
 echo "\$ diff <backup> <target>   (only added lines; values shown because they are made up)"
 diff "$scratch"/backups/es-inventory-hub/*.env "$scratch/opt/es-inventory-hub/.env" || true
+echo
+echo "The scratch copy stays for you to look at; remove it with: rm -r $scratch"
