@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import snapshot
+from sandbox import snapshot
 
 NAME = re.compile(r"(\d{8}T\d{6}\.\d{6})Z\.env")
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO, snapshot
+from sandbox import PYTHON, REPO, snapshot
 
 
 def _three_jobs(box):

@@ -11,7 +11,7 @@ from dotenv import dotenv_values
 import secretsync.config
 from secretsync.cli import main
 
-from conftest import ini, snapshot
+from sandbox import ini, snapshot
 
 SOURCE = "API_A=a1\nAPI_B=b1\nAPI_C=c1\nAPI_D=d1\napi_lower=l1\nOTHER=o1\n"
 

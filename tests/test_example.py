@@ -7,7 +7,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 import io
 
-from conftest import REPO, ini
+from sandbox import REPO, ini
 
 EXAMPLES = REPO / "docs" / "examples"
 EXPECTED_ADDED = [

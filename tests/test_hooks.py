@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import snapshot
+from sandbox import snapshot
 
 
 def _env_file(path):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, snapshot
+from sandbox import PYTHON, snapshot
 
 HOLDER = """
 import fcntl, os, sys, time

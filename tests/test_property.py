@@ -16,7 +16,7 @@ from dotenv.parser import parse_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Sandbox, ini
+from sandbox import Sandbox, ini
 from secretsync.cli import main
 
 SPECIAL = list(" \t\n\r'\"\\#$={}!`;&|*?~") + ["${HOME}", "$X", "\\n", "é", "€", "😀", "\u2028"]

@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from conftest import ini
+from sandbox import ini
 
 
 def _sentinels(n):

@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from conftest import PYTHON, REPO
+from sandbox import PYTHON, REPO
 
 CHECKED = ["secretsync", "tests", "bench"]
 

@@ -8,7 +8,7 @@ import pytest
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from conftest import snapshot
+from sandbox import snapshot
 
 BOM = "\ufeff"
 

@@ -6,7 +6,7 @@ import socket
 import pytest
 from dotenv import dotenv_values
 
-from conftest import snapshot
+from sandbox import snapshot
 
 NOBODY, NOGROUP = 65534, 65534
 
