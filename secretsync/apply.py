@@ -18,9 +18,12 @@ import stat
 import time
 from dataclasses import dataclass
 
-from secretsync.errors import JobError, LockError, UsageError
+from secretsync.errors import FlushError, JobError, LockError, UsageError
 
 LOCK_FILE = "/run/secretsync/secretsync.lock"
+# Far above any real .env (a 1 MiB PEM bundle fits many times); a larger, or sparse, file
+# is refused before it is read into memory.
+MAX_FILE_BYTES = 64 << 20
 _MAX_SYMLINKS = 40
 _BACKUP_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z\.env")
 _BACKUP_TEMP = re.compile(r"\.\d{8}T\d{6}\.\d{6}Z\.env\.tmp")
@@ -44,21 +47,27 @@ class FileState:
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> "FileState":
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)
 class TargetFile:
-    """A target as read: its bytes, owner, group, mode and state."""
+    """A target as read: its bytes, owner, group, mode, extended attributes and state.
+
+    The extended attributes carry a POSIX ACL (``system.posix_acl_access``) that may be what
+    lets the application read its file; the new file gets them all.
+    """
 
     data: bytes
     uid: int
     gid: int
     mode: int
     state: FileState
+    xattrs: tuple[tuple[str, bytes], ...] = ()
 
 
 def read_source(path: str) -> tuple[bytes, list[str]]:
@@ -96,13 +105,29 @@ def _as_root() -> str:
 
 
 def _read_all(fd: int, path: str) -> bytes:
-    chunks = []
+    too_big = JobError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; refusing to read it")
+    chunks, size = [], 0
     try:
+        if os.fstat(fd).st_size > MAX_FILE_BYTES:
+            raise too_big
         while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise too_big
             chunks.append(chunk)
     except OSError as error:
         raise JobError(f"{path}: cannot read: {error.strerror}") from None
     return b"".join(chunks)
+
+
+def _xattrs(fd: int, path: str) -> tuple[tuple[str, bytes], ...]:
+    try:
+        return tuple((name, os.getxattr(fd, name)) for name in os.listxattr(fd))
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return ()
+        raise JobError(f"{path}: cannot read its extended attributes: {error.strerror}") \
+            from None
 
 
 class TargetDirectory:
@@ -129,8 +154,8 @@ class TargetDirectory:
             if _is_temp_of(entry, self.name):
                 try:
                     os.unlink(entry, dir_fd=self._fd)
-                except FileNotFoundError:
-                    pass
+                except OSError:
+                    pass  # gone already, or not a file secretsync made (a directory)
 
     def read(self) -> TargetFile | None:
         """Read the target, or return None if it does not exist.
@@ -159,7 +184,7 @@ class TargetDirectory:
             self._check_kind(st)
             data = _read_all(fd, self.target)
             return TargetFile(data, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode),
-                              FileState.of(st))
+                              FileState.of(st), _xattrs(fd, self.target))
         finally:
             os.close(fd)
 
@@ -174,11 +199,13 @@ class TargetDirectory:
             )
 
     def replace(self, data: bytes, uid: int, gid: int, mode: int,
-                expected: FileState | None) -> None:
+                old: TargetFile | None) -> None:
         """Atomically make the target hold ``data`` with the given owner, group and mode.
 
-        ``expected`` is the state of the target as read (None: it did not exist); if the
-        target changed since, nothing is written, so a concurrent edit is never lost.
+        ``old`` is the target as read (None: it did not exist); the new file gets its extended
+        attributes (ACLs). If the target changed since it was read, nothing is written, so a
+        concurrent edit is never lost. A JobError means the target is as it was, except
+        FlushError: written, but maybe not yet on disk.
         """
         # tempfile cannot create relative to a directory descriptor, which is the point here,
         # so the temp name is made the same way: unpredictable, created exclusively.
@@ -194,12 +221,15 @@ class TargetDirectory:
             try:
                 os.fchmod(fd, 0o600 & mode)
                 _write_all(fd, data)
-                os.fsync(fd)
+                for name, value in old.xattrs if old else ():
+                    _copy_xattr(fd, name, value, self.target)
                 os.fchown(fd, uid, gid)
+                # After the ACL: chmod sets its mask from the mode, as on the old file.
                 os.fchmod(fd, mode)
+                os.fsync(fd)
             finally:
                 os.close(fd)
-            self._check_unchanged(expected)
+            self._check_unchanged(old.state if old else None)
             os.rename(temp, self.name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
         except BaseException as error:
             try:
@@ -211,7 +241,13 @@ class TargetDirectory:
                     f"{self.target}: cannot write the target: {error.strerror}; left unchanged"
                 ) from None
             raise
-        _fsync_directory(self._fd, self.target)
+        try:
+            os.fsync(self._fd)
+        except OSError as error:
+            raise FlushError(
+                f"{self.target}: written, but its directory could not be flushed to disk: "
+                f"{error.strerror}"
+            ) from None
 
     def _check_unchanged(self, expected: FileState | None) -> None:
         try:
@@ -272,17 +308,20 @@ def _open_directory(path: str, target: str) -> int:
     return directory
 
 
+def _copy_xattr(fd: int, name: str, value: bytes, target: str) -> None:
+    try:
+        os.setxattr(fd, name, value)
+    except OSError as error:
+        raise JobError(
+            f"{target}: cannot give the new file the extended attribute {name}: "
+            f"{error.strerror}; left unchanged"
+        ) from None
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _fsync_directory(fd: int, name: str) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as error:
-        raise JobError(f"{name}: cannot flush its directory: {error.strerror}") from None
 
 
 # Backups
@@ -383,9 +422,14 @@ def list_backups(backup_dir: str, job: str) -> list[Backup]:
     return backups
 
 
-def prune_backups(backup_dir: str, job: str, keep: int) -> list[str]:
-    """Delete all but the ``keep`` newest backups of ``job``; return the deleted paths."""
-    old = list_backups(backup_dir, job)[:-keep]
+def prune_backups(backup_dir: str, job: str, keep: int, taken: str) -> list[str]:
+    """Delete all but the ``keep`` newest backups of ``job``; return the deleted paths.
+
+    ``taken``, the backup this run just made, always stays, even where backups named after a
+    clock that has since been set back sort after it.
+    """
+    others = [b for b in list_backups(backup_dir, job) if b.path != taken]
+    old = others[:max(0, len(others) - (keep - 1))]
     for backup in old:
         try:
             os.unlink(backup.path)
@@ -405,6 +449,14 @@ def read_backup(backup_dir: str, job: str, name: str | None) -> Backup:
         if backup.name == name:
             return backup
     raise UsageError(f"{_job_backup_dir(backup_dir, job)}: no backup named {name!r}")
+
+
+def discard_backup(path: str) -> None:
+    """Delete a backup this run made for a change that was then not written."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def backup_content(backup: Backup) -> bytes:

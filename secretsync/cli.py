@@ -4,6 +4,7 @@ This is the only module that prints to stdout or decides the exit status.
 """
 
 import argparse
+import os
 
 from secretsync import __version__, apply, report, runner
 from secretsync.config import CONFIG_DIR, CONFIG_FILE, Config, load
@@ -76,18 +77,48 @@ def _seconds(text: str) -> float:
 
 
 class Output:
-    """The report on stdout, silent with --quiet."""
+    """The report on stdout, silent with --quiet.
+
+    A reader that went away (``secretsync | head -1``) or a full disk ends the report, never
+    the run: every job still runs and is still logged.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
 
     def line(self, text: str = "") -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        try:
             print(text, flush=True)
+        except OSError:
+            self.quiet = True
+            _point_at_devnull(1)  # so that the interpreter's exit flush cannot fail either
+
+
+def _point_at_devnull(fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+
+
+def _ensure_standard_fds() -> None:
+    """Open /dev/null on stdin, stdout or stderr if one was closed.
+
+    Otherwise the next file secretsync opens (a target's temp file, the lock) would take that
+    number, and log lines or hook output written to "stderr" would land in it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            _point_at_devnull(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit status."""
+    _ensure_standard_fds()
     args = parser().parse_args(argv)
     report.setup(verbose=args.verbose, quiet=args.quiet)
     words = list(args.words)
@@ -165,8 +196,8 @@ def _report_job(result: runner.JobResult, out: Output) -> runner.JobResult:
         out.line(f"  updated; backup {result.backup}" if result.backup else
                  "  created (no previous content to back up)")
     elif result.status == runner.FAILED:
-        if result.backup:
-            out.line(f"  updated; backup {result.backup}")
+        if result.written:
+            out.line(f"  updated; backup {result.backup}" if result.backup else "  created")
         out.line(f"  failed: {result.error}")
     elif result.status == runner.WOULD_UPDATE and result.created:
         out.line("  would create")

@@ -225,6 +225,9 @@ class _Values:
         if raw is None:
             return None
         if raw.isdigit():
+            # (uid_t)-1 means "leave as it is" to chown: not a usable id.
+            if int(raw) >= 0xFFFFFFFF:
+                raise self._error(option, f"{raw} is not a valid {kind} id")
             return int(raw)
         try:
             entry = lookup(raw)

@@ -5,6 +5,11 @@ Pure functions only: no file is opened here. The parser is python-dotenv's own
 that loads its ``.env`` with python-dotenv sees. The parser returns the exact text of every
 statement; joining those texts gives the file back byte for byte, which is what lets secretsync
 change one statement and leave every other byte alone.
+
+Each text is parsed twice when it holds a carriage return: as it is, for the statements to
+keep byte for byte, and with its line breaks translated the way python-dotenv's
+``dotenv_values(path)`` reads a file (Python's text mode turns CRLF and CR into LF, also inside
+quoted values), for the values an application actually gets.
 """
 
 import io
@@ -30,7 +35,14 @@ _ASSIGNMENT_HEAD = re.compile(
 # Values written without quotes when they consist only of these characters: what an admin
 # would write by hand for tokens, URLs and ids.
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/+=@%,~^-]*")
-_PLAIN_KEY = re.compile(r"[^=#\s'\"]+")
+# The keys secretsync manages, reports and logs. A line like `TOKEN:s3cret` parses as one key
+# with no value; names outside this set could carry a value or forge report lines.
+SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# python-dotenv's quoted values and the start of an unquoted value's comment.
+_SINGLE_QUOTED = re.compile(r"'((?:\\'|[^'])*)'")
+_DOUBLE_QUOTED = re.compile(r'"((?:\\"|[^"])*)"')
+_UNQUOTED_COMMENT = re.compile(r"\s+#")
+_COMMENT = re.compile(r"[^\S\r\n]*#[^\r\n]*")
 
 
 @dataclass(frozen=True)
@@ -56,10 +68,16 @@ class Statement:
 
 @dataclass(frozen=True)
 class Document:
-    """A whole .env file: its statements, whether it starts with a BOM, its line break."""
+    """A whole .env file, in two views.
+
+    ``statements`` is every statement with its exact text, for editing. ``read`` is what
+    python-dotenv makes of the file when an application loads it: the statements that bind a
+    key or cannot be parsed, with their values as read in text mode.
+    """
 
     statements: tuple[Statement, ...]
     bom: bool = False
+    read: tuple[Statement, ...] = ()
 
     @property
     def newline(self) -> str:
@@ -67,16 +85,21 @@ class Document:
         for statement in self.statements:
             match = _NEWLINE.search(statement.text)
             if match:
-                return "\r\n" if match.group() == "\r\n" else "\n"
+                return match.group()
         return "\n"
+
+    def aligned(self) -> bool:
+        """Whether both views have the same statements, so that one can be edited by the other."""
+        raw = [(s.key, s.error) for s in self.statements if s.key is not None or s.error]
+        return raw == [(s.key, s.error) for s in self.read]
 
     def text(self) -> str:
         """The file's text, byte for byte what was parsed (BOM included)."""
         return (BOM if self.bom else "") + "".join(s.text for s in self.statements)
 
     def bindings(self) -> Iterator[Statement]:
-        """The statements that bind a key, in file order."""
-        return (s for s in self.statements if s.key is not None)
+        """The statements that bind a key, in file order, with their values as read."""
+        return (s for s in self.read if s.key is not None)
 
     def values(self) -> dict[str, str | None]:
         """Key to value, the last binding of a key winning, as python-dotenv reads the file."""
@@ -95,7 +118,7 @@ class Document:
 
     def error_lines(self) -> list[int]:
         """Line numbers of the statements python-dotenv cannot parse."""
-        return [s.line for s in self.statements if s.error]
+        return [s.line for s in self.read if s.error]
 
 
 def decode(data: bytes, path: str) -> str:
@@ -124,7 +147,10 @@ def parse(text: str) -> Document:
     bom = text.startswith(BOM)
     if bom:
         text = text[len(BOM):]
-    return Document(tuple(_statements(text)), bom)
+    statements = tuple(_statements(text))
+    read_text = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else None
+    read = statements if read_text is None else tuple(_statements(read_text))
+    return Document(statements, bom, tuple(s for s in read if s.key is not None or s.error))
 
 
 def _statements(text: str) -> Iterator[Statement]:
@@ -138,8 +164,8 @@ def _statements(text: str) -> Iterator[Statement]:
 
 
 def reads_as(text: str, key: str, value: str) -> bool:
-    """Whether ``text`` parses as exactly one statement binding ``key`` to ``value``."""
-    statements = parse(text).statements
+    """Whether ``text`` reads as exactly one statement binding ``key`` to ``value``."""
+    statements = parse(text).read
     return (
         len(statements) == 1
         and not statements[0].error
@@ -158,7 +184,7 @@ def assignments(key: str, value: str, old: Statement | None, newline: str) -> It
     inline comment and line break; without it they are a plain ``KEY=value`` line.
     """
     if old is None:
-        lead, head, comment, end = "", _key_text(key) + "=", "", newline
+        lead, head, comment, end = "", key + "=", "", newline
     else:
         lead, head, comment, end = _split_statement(old, key)
     comments = [comment, ""] if comment else [""]
@@ -167,10 +193,6 @@ def assignments(key: str, value: str, old: Statement | None, newline: str) -> It
             text = lead + head + quoted + comment_text + end
             if reads_as(text, key, value):
                 yield text
-
-
-def _key_text(key: str) -> str:
-    return key if _PLAIN_KEY.fullmatch(key) else "'" + key + "'"
 
 
 def _split_statement(old: Statement, key: str) -> tuple[str, str, str, str]:
@@ -185,24 +207,35 @@ def _split_statement(old: Statement, key: str) -> tuple[str, str, str, str]:
     head_match = _ASSIGNMENT_HEAD.match(rest)
     if head_match and head_match.group(3) is not None:
         head = head_match.group()
+        comment = _inline_comment(body, len(lead) + len(head), old)
     else:
         export = head_match.group(1) if head_match and head_match.group(1) else ""
-        head = export + _key_text(key) + "="
+        head, comment = export + key + "=", ""
 
-    return lead, head, _inline_comment(body, old), end
+    return lead, head, comment, end
 
 
-def _inline_comment(body: str, old: Statement) -> str:
-    """The inline comment closing the statement (with the spaces before it), or ""."""
-    last_line_start = max(body.rfind("\n"), body.rfind("\r")) + 1
-    for hash_at in (m.start() for m in re.finditer("#", body[last_line_start:])):
-        hash_at += last_line_start
-        start = hash_at
-        while start > last_line_start and body[start - 1] in " \t\f\v":
-            start -= 1
-        if old.value is not None and reads_as(body[:start], old.key, old.value):
-            return body[start:]
-    return ""
+def _inline_comment(body: str, value_start: int, old: Statement) -> str:
+    """The inline comment after the statement's value (with the spaces before it), or "".
+
+    The value's end is found the way python-dotenv finds it (the closing quote, or the first
+    space-and-# of an unquoted value), and kept only if the text without the comment still
+    reads as the same binding.
+    """
+    value_text = body[value_start:]
+    quoted = {"'": _SINGLE_QUOTED, '"': _DOUBLE_QUOTED}.get(value_text[:1])
+    if quoted:
+        match = quoted.match(value_text)
+        value_end = match.end() if match else None
+    else:
+        match = _UNQUOTED_COMMENT.search(value_text)
+        value_end = match.start() if match else None
+    if value_end is None or old.value is None:
+        return ""
+    comment = value_text[value_end:]
+    if not _COMMENT.fullmatch(comment):
+        return ""
+    return comment if reads_as(body[:len(body) - len(comment)], old.key, old.value) else ""
 
 
 def _quote_style(old: Statement | None, head: str) -> str:
@@ -217,7 +250,10 @@ def _quote_style(old: Statement | None, head: str) -> str:
 def _quotings(value: str, preferred: str) -> list[str]:
     """Ways to write ``value`` after ``KEY=``, the admin's quote style first."""
     single = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    double = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A carriage return survives only as the escape \r: python-dotenv reads files in text
+    # mode, where a raw one becomes a line feed.
+    double = '"' + (value.replace("\\", "\\\\").replace('"', '\\"')
+                    .replace("\r", "\\r")) + '"'
     candidates = []
     if _PLAIN_VALUE.fullmatch(value) and not preferred:
         candidates.append(value)

@@ -21,5 +21,9 @@ class JobError(Error):
     """One job cannot be synced; the other jobs still run and the command exits 1."""
 
 
+class FlushError(JobError):
+    """A target was replaced but its directory could not be flushed: the change happened."""
+
+
 class LockError(Error):
     """Another run holds the lock; the command exits 1."""

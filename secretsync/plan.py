@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Iterator, Sequence
 
-from secretsync.envfile import BOM, Document, Statement, assignments, parse
+from secretsync.envfile import BOM, SAFE_KEY, Document, Statement, assignments, parse
 from secretsync.errors import JobError
 
 
@@ -22,11 +22,18 @@ class Rules:
     preserve: Sequence[str] = ()
     remove_missing: bool = False
 
-    def manages(self, key: str) -> bool:
+    def matches(self, key: str) -> bool:
         """Whether ``key`` matches a sync pattern and no preserve pattern (case-sensitive)."""
         return any(fnmatchcase(key, p) for p in self.sync) and not any(
             fnmatchcase(key, p) for p in self.preserve
         )
+
+    def manages(self, key: str) -> bool:
+        """Whether secretsync writes ``key``: it matches, and is a plain name (SAFE_KEY).
+
+        A key that is not a plain name is never written, removed, reported or logged.
+        """
+        return self.matches(key) and SAFE_KEY.fullmatch(key) is not None
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,14 @@ def managed_values(source: Document, rules: Rules, source_name: str) -> dict[str
 
     values: dict[str, str] = {}
     for statement in source.bindings():
-        if not rules.manages(statement.key):
+        if not rules.matches(statement.key):
             continue
+        if not rules.manages(statement.key):
+            # Name only the line: such a "key" is often a whole mistyped line, value included.
+            raise JobError(
+                f"{source_name}: line {statement.line}: a key matching the sync patterns is not "
+                "a plain name (letters, digits, _ . -); fix that line"
+            )
         if statement.value is None:
             raise JobError(
                 f"{source_name}: line {statement.line}: {statement.key} has no value (no '=')"
@@ -117,6 +130,11 @@ def make_plan(
     if not plan.changes:
         return plan
 
+    if not target.aligned():
+        raise JobError(
+            f"{target_name}: carriage returns inside its values make python-dotenv read it "
+            "differently from its bytes; secretsync will not edit it"
+        )
     replace = {last_binding[key]: key for key in changed}
     layout = _Layout(target, wanted, replace, set(removed), added, target_name)
     return Plan(plan.added, plan.changed, plan.removed, plan.stale, layout.verified_text(),
@@ -158,8 +176,11 @@ class _Layout:
         self._expected: list[tuple] = []
         self._owners: list[int] = []
         newline = target.newline
+        # What each kept statement must still read as: its value in the read view.
+        read = iter(target.read)
 
         for index, statement in enumerate(target.statements):
+            as_read = next(read) if statement.key is not None or statement.error else None
             if statement.key in removed:
                 # Keep the blank lines the parser joined to the front of the statement.
                 self._pieces.append(statement.text[: len(statement.text)
@@ -168,17 +189,17 @@ class _Layout:
                 key = replace[index]
                 self._add_slot(key, wanted[key], assignments(key, wanted[key], statement, newline))
             else:
-                self._add_kept(statement)
+                self._add_kept(statement, as_read)
 
         if added and not self._ends_with_line_break():
             self._pieces.append(newline)
         for key in added:
             self._add_slot(key, wanted[key], assignments(key, wanted[key], None, newline))
 
-    def _add_kept(self, statement: Statement) -> None:
+    def _add_kept(self, statement: Statement, as_read: Statement | None) -> None:
         self._pieces.append(statement.text)
-        if statement.key is not None or statement.error:
-            self._expected.append(statement.meaning())
+        if as_read is not None:
+            self._expected.append(as_read.meaning())
             self._owners.append(len(self._pieces) - 1)
 
     def _add_slot(self, key: str, value: str, texts: Iterator[str]) -> None:
@@ -205,7 +226,7 @@ class _Layout:
         """
         while True:
             text = self._text()
-            seen = [s.meaning() for s in parse(text).statements if s.key is not None or s.error]
+            seen = [s.meaning() for s in parse(text).read]
             if seen == self._expected:
                 return (BOM if self._bom else "") + text
             self._culprit(seen).advance()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from secretsync import apply, hooks, report
 from secretsync.config import Job
 from secretsync.envfile import Document, decode, parse
-from secretsync.errors import Error, JobError
+from secretsync.errors import Error, FlushError, JobError
 from secretsync.plan import Plan, make_plan
 
 UPDATED = "updated"
@@ -28,6 +28,7 @@ class JobResult:
     backup: str | None = None
     error: str | None = None
     created: bool = False
+    written: bool = False
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, messages: list[str]) -> None:
@@ -101,19 +102,41 @@ def _sync(job: Job, sources: Sources, dry_run: bool, result: JobResult) -> None:
                            created=result.created)
             return
 
-        if current is not None:
-            result.backup = apply.write_backup(job.backup_dir, job.name, current.data)
-        uid, gid, mode = _ownership(job, current)
-        directory.replace(plan.text.encode("utf-8"), uid, gid, mode,
-                          current.state if current else None)
+        result.backup, unflushed = _replace(job, directory, current, plan.text.encode("utf-8"))
+    result.written = True
     result.status = UPDATED
     report.updated(job.name, job.target, plan, result.backup, dry_run=False,
                    created=result.created)
-    apply.prune_backups(job.backup_dir, job.name, job.keep_backups)
+    if unflushed:
+        raise JobError(unflushed)
     if job.on_change:
         env = hooks.hook_environment(job.name, job.target, plan.added, plan.changed,
                                      plan.removed)
         hooks.run_hook(job.on_change, env, job.on_change_timeout)
+
+
+def _replace(job: Job, directory: apply.TargetDirectory, current: apply.TargetFile | None,
+             data: bytes) -> tuple[str | None, str | None]:
+    """Back up the current target, replace it with ``data``, prune the job's backups.
+
+    Returns the backup's path (None for a new target) and, if the new file is in place but
+    its directory could not be flushed, that problem. If the target could not be replaced, the
+    backup just made is deleted again (the target is unchanged) and the JobError raised.
+    """
+    backup = apply.write_backup(job.backup_dir, job.name, current.data) if current else None
+    uid, gid, mode = _ownership(job, current)
+    unflushed = None
+    try:
+        directory.replace(data, uid, gid, mode, current)
+    except FlushError as error:
+        unflushed = str(error)
+    except JobError:
+        if backup:
+            apply.discard_backup(backup)
+        raise
+    if backup:
+        apply.prune_backups(job.backup_dir, job.name, job.keep_backups, backup)
+    return backup, unflushed
 
 
 def _ownership(job: Job, current: apply.TargetFile | None) -> tuple[int, int, int]:
@@ -142,11 +165,10 @@ def restore(job: Job, backup_name: str | None) -> RestoreResult:
     with apply.TargetDirectory(job.target) as directory:
         directory.remove_leftovers()
         current = directory.read()
-        saved = apply.write_backup(job.backup_dir, job.name, current.data) if current else None
-        uid, gid, mode = _ownership(job, current)
-        directory.replace(data, uid, gid, mode, current.state if current else None)
+        saved, unflushed = _replace(job, directory, current, data)
     report.restored(job.name, job.target, backup.path, saved)
-    apply.prune_backups(job.backup_dir, job.name, job.keep_backups)
+    if unflushed:
+        raise JobError(unflushed)
     if job.on_change:
         added, changed, removed = _key_changes(current.data if current else b"", data)
         env = hooks.hook_environment(job.name, job.target, added, changed, removed)

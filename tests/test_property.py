@@ -28,13 +28,19 @@ VALUES = st.lists(PIECES, max_size=20).map("".join).filter(lambda v: not v.endsw
 
 
 def write_value(value: str) -> str:
-    """The reference writer: a double-quoted value python-dotenv reads back exactly."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """The reference writer: a double-quoted value python-dotenv reads back exactly.
+
+    A carriage return is written as the escape: python-dotenv reads a file in text mode, which
+    turns a raw one into a line feed.
+    """
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
+    return '"' + escaped + '"'
 
 
 def read_exact(text: str) -> dict:
-    """Values as python-dotenv reads the text, with no newline translation."""
-    return dotenv_values(stream=io.StringIO(text), interpolate=False)
+    """Values as python-dotenv reads a file holding ``text`` (text mode: CRLF and CR are LF)."""
+    translated = text.replace("\r\n", "\n").replace("\r", "\n")
+    return dotenv_values(stream=io.StringIO(translated), interpolate=False)
 
 
 def skeleton(text: str, touched: set) -> str:
