@@ -9,7 +9,7 @@ SUITES ?= bookworm trixie
 # What the command and its tests need, all from Debian's archive; installed only when missing.
 # (The packaging targets below install their own build dependencies.)
 DEBIAN_PACKAGES = python3 python3-dotenv python3-systemd python3-pytest python3-hypothesis \
-	pycodestyle strace systemd-container mmdebstrap util-linux man-db
+	pycodestyle strace systemd-container mmdebstrap util-linux man-db acl e2fsprogs
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
