@@ -54,8 +54,8 @@ def test_review_quoted_target_key_with_a_line_break_is_never_reported_or_removed
     ('K="line1\\r\\nline2"\n', "K=old\n"),
     ('K="-----BEGIN\r\nabc\r\n-----END"\r\n', 'K="-----BEGIN\nabc\n-----END"\n'),
 ])
-def test_review_carriage_returns_read_back_as_python_dotenv_reads_the_source(box, source,
-                                                                            target):
+def test_review_carriage_returns_read_back_as_python_dotenv_reads_the_source(
+        box, source, target):
     box.write_source(source)
     box.write_target(target)
     box.configure({"app": box.job(sync="K")})
