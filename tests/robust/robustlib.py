@@ -168,14 +168,21 @@ def write_config(path, jobs, defaults=None):
 
 
 def values(path_or_bytes):
-    """The bindings python-dotenv reads (no interpolation), BOM not part of the first key."""
+    """The bindings an application reads: ``dotenv_values(path, interpolate=False)``.
+
+    The file is read the way python-dotenv opens a path (text mode, universal newlines: a
+    lone CR inside a quoted value reads as LF), except that a leading UTF-8 BOM is dropped
+    first, as the contract says it is no part of the first key (python-dotenv 0.21 itself
+    would read a key "\ufeffKEY", or nothing at all for "\ufeffexport KEY=...").
+    """
     if isinstance(path_or_bytes, (bytes, bytearray)):
-        text = path_or_bytes.decode("utf-8")
+        data = bytes(path_or_bytes)
     else:
-        with open(path_or_bytes, encoding="utf-8", newline="") as handle:
-            text = handle.read()
-    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
-    return {key.lstrip("\ufeff"): value for key, value in parsed.items()}
+        data = Path(path_or_bytes).read_bytes()
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
+    # The contract: a UTF-8 BOM is not part of the file's first statement.
+    text = text.removeprefix("\ufeff")
+    return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
 
 
 def binding_keys(text):

@@ -78,9 +78,16 @@ def steps_of(trace_file, marker):
             continue
         counts[name] += 1
         started = started or marker in match["args"]
-        if started:
+        if started and (SCALE > 1 or not _report_or_import(name, match["args"])):
             steps.append((name, counts[name]))
     return steps
+
+
+def _report_or_import(name, args):
+    """A call that only prints the report or imports a module (CI skips those steps)."""
+    if name == "write" and args.split(",", 1)[0] in ("1", "2"):
+        return True
+    return name == "openat" and re.search(r'\.pyc?"', args) is not None
 
 
 def expected_outcomes(base, configured, argv_tail):
@@ -112,7 +119,7 @@ def check_after_kill(scenario, old, new, label):
 
 def check_recovery(scenario, old, new, label):
     """The next, uninterrupted run cleans up and finishes."""
-    result = scenario.run()
+    result = scenario.forked()
     assert result.returncode == 0, f"{label}: {failure_report(result)}"
     now = snapshot(scenario.target)
     assert now["bytes"] == new["bytes"], label
@@ -146,7 +153,7 @@ def test_sigkill_at_every_step_of_a_sync_leaves_old_or_new(base, configured):
     name = f"crash-every-step-{'configured' if configured else 'keep'}-owner"
     tally.finish(name, f"{len(steps)} steps, {outcomes_new} kills after the rename, "
                        f"{not_reached} not reached")
-    assert tally.attempts >= len(steps) // 2
+    assert tally.attempts >= len(steps) * 3 // 4
     assert 0 < outcomes_new < tally.attempts  # kills came both before and after the rename
 
 
