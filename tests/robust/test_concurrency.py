@@ -35,10 +35,16 @@ def test_twenty_runs_started_at_once_change_the_target_once(base):
         scenario.write_source(source_version(round_ + 1))
         procs = []
         for index in range(20):
+            # Output goes to files: a pipe drained only later would hold up the lock holder.
             wait = ["--wait", "120"] if index % 2 == 0 else []
-            procs.append((wait, popen(command(scenario.config, scenario.lock, *wait))))
-        for wait, proc in procs:
-            out, err = proc.communicate(timeout=180)
+            err_path = base / f"run{index}.err"
+            with open(err_path, "w") as err_file:
+                proc = popen(command(scenario.config, scenario.lock, *wait),
+                             stdout=subprocess.DEVNULL, stderr=err_file)
+            procs.append((wait, proc, err_path))
+        for wait, proc, err_path in procs:
+            proc.wait(timeout=180)
+            err = err_path.read_text()
             with tally.attempt(f"round {round_} run {'waiting' if wait else 'not waiting'}"):
                 if proc.returncode != 0 or wait:
                     assert proc.returncode == 0 or (

@@ -74,16 +74,19 @@ def assert_failed_cleanly(result, scenario, before):
             assert entry.read_bytes() == before["bytes"], f"partial backup {entry.name}"
 
 
-@pytest.mark.parametrize("leave", [0, 4096, 40 * 1024, 200 * 1024],
-                         ids=["full", "4k_free", "40k_free", "room_for_backup_only"])
-def test_full_target_filesystem_fails_cleanly(base, tmpfs, leave):
+@pytest.mark.parametrize("leave, backups_here", [
+    (0, True), (4096, True), (40 * 1024, True), (300 * 1024, True),
+    (0, False), (4096, False), (100 * 1024, False),
+], ids=["full", "4k_free", "40k_free", "room_for_backup_only",
+        "full_backups_elsewhere", "4k_free_backups_elsewhere", "100k_free_backups_elsewhere"])
+def test_full_target_filesystem_fails_cleanly(base, tmpfs, leave, backups_here):
     mount = tmpfs("small", "size=1m,mode=0755")
-    scenario = Scenario(base, source_text=SOURCE, target_text=None,
-                        options={"backup_dir": mount / "backups"})
+    scenario = Scenario(base, source_text=SOURCE, target_text=None)
     scenario.appdir = mount / "app"
     scenario.appdir.mkdir()
     scenario.target = scenario.appdir / ".env"
-    scenario.backup_dir = mount / "backups"
+    if backups_here:
+        scenario.backup_dir = mount / "backups"
     scenario.write_target(TARGET)
     scenario.write_config(target=scenario.target, backup_dir=scenario.backup_dir)
     fill(mount, leave)
