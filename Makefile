@@ -63,3 +63,9 @@ man:
 		if [ -n "$$out" ]; then echo "$$page: $$out"; exit 1; fi; \
 		echo "$$page: ok"; \
 	done
+
+# The robustness suite (tests/robust/) with every loop SOAK_SCALE times longer, then the table
+# of attempts and failures that docs/robustness.md quotes. Root only; takes about half an hour.
+SOAK_SCALE ?= 10
+soak: deps
+	SOAK_SCALE=$(SOAK_SCALE) PYTHON=$(PYTHON) sh bench/soak.sh

@@ -204,8 +204,8 @@ def backups_arg(backup):
 
 
 def large_pair(rng):
-    """Two source versions and a target of ~30,000 lines; syncing one changes ~600 keys."""
-    keys = [f"APP_SETTING_{i:05d}" for i in range(30_000)]
+    """Two source versions and a target of ~20,000 lines; syncing one changes ~600 keys."""
+    keys = [f"APP_SETTING_{i:05d}" for i in range(20_000)]
     target = "".join(
         (f"# section {i}\n" if i % 500 == 0 else "") + f"{k}=local-{i}\n"
         for i, k in enumerate(keys)
@@ -230,7 +230,7 @@ def test_sigkill_at_random_moments_on_a_large_target(base):
     duration = time.monotonic() - start
     tally = Tally()
     killed_before = killed_after = completed = 0
-    for attempt in range(scaled(60)):
+    for attempt in range(scaled(25)):
         scenario.write_source(sources[(attempt + 1) % 2])
         old = snapshot(scenario.target)
         backups_before = set(scenario.backups())
@@ -251,13 +251,13 @@ def test_sigkill_at_random_moments_on_a_large_target(base):
             else:
                 got = values(now["bytes"])
                 assert all(got.get(k) == v for k, v in src.items()), "partial target"
-                assert len(now["bytes"].splitlines()) >= 30_000, "lines lost"
+                assert len(now["bytes"].splitlines()) >= 20_000, "lines lost"
                 assert new_backups, "changed without a backup"
                 completed += code == 0
                 killed_after += code != 0
             assert (now["uid"], now["gid"], now["mode"]) == (*OLD_OWNER, 0o640), "owner/mode"
 
-            recovery = scenario.run()
+            recovery = scenario.forked(timeout=60)
             assert recovery.returncode == 0, failure_report(recovery)
             assert temp_leftovers(scenario.appdir) == [], "temp file left after the next run"
             job_dir = scenario.backup_dir / scenario.job

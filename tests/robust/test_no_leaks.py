@@ -159,7 +159,7 @@ def test_refused_or_failing_job_shows_no_value(base, capture, capfd, kind):
     elif kind == "target_hardlink":
         os.link(scenario.target, base / "second-link")
     elif kind == "hook_fails":
-        scenario.write_config(on_change=f"/bin/sh -c 'echo $SECRETSYNC_CHANGED; exit 3'")
+        scenario.write_config(on_change="/bin/sh -c 'echo $SECRETSYNC_CHANGED; exit 3'")
     elif kind == "hook_times_out":
         scenario.write_config(on_change="/bin/sleep 30", on_change_timeout=1)
 

@@ -71,7 +71,7 @@ def temp_modes(trace_text, umask):
     return modes
 
 
-@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+@pytest.mark.parametrize("umask", [0o000, 0o077])
 @pytest.mark.parametrize("target_mode, configured", [
     (0o600, None), (0o640, None), (0o644, None), (0o400, None), (0o660, None), (0o604, None),
     (0o640, "0400"), (0o600, "0644"), (0o644, "0600"),
@@ -103,7 +103,7 @@ def test_temp_file_never_more_permissive_than_the_final_mode(base, umask, target
 def test_temp_file_seen_by_a_watcher_is_never_more_permissive(base):
     """A thread lists the directory as fast as it can while syncs run; every temp file seen
     has a mode within the target's."""
-    scenario = Scenario(base, source_text="A=1\n", target_text="A=0\n" + "PAD=x\n" * 20000,
+    scenario = Scenario(base, source_text="A=1\n", target_text="A=0\n" + "PAD=x\n" * 5000,
                         target_mode=0o640)
     seen, bad, stop = [], [], threading.Event()
 
