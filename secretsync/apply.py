@@ -447,10 +447,14 @@ def prune_backups(backup_dir: str, job: str, keep: int, taken: str) -> list[str]
 
 
 def read_backup(backup_dir: str, job: str, name: str | None) -> Backup:
-    """The named backup of ``job`` (the newest for None), or a UsageError."""
+    """The named backup of ``job`` (the newest for None).
+
+    No backup at all is a JobError (there is nothing to restore: exit 1); a name that is not
+    among the backups is a UsageError (exit 2).
+    """
     backups = list_backups(backup_dir, job)
     if not backups:
-        raise UsageError(f"{_job_backup_dir(backup_dir, job)}: job {job} has no backups")
+        raise JobError(f"{_job_backup_dir(backup_dir, job)}: job {job} has no backups")
     if name is None:
         return backups[-1]
     for backup in backups:

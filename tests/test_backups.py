@@ -169,7 +169,7 @@ def test_restore_unknown_backup_or_bad_usage_exits_2_and_changes_nothing(box, in
     assert len([x for x in result.err_lines if "error" in x]) == 1
 
 
-def test_restore_of_a_job_without_backups_exits_2(box):
+def test_restore_of_a_job_without_backups_fails_with_exit_1(box):
     box.write_source("API_A=new\n")
     box.write_target("API_A=old\n")
     box.configure()
@@ -177,5 +177,5 @@ def test_restore_of_a_job_without_backups_exits_2(box):
 
     result = box.run("restore", "app")
 
-    assert result.rc == 2
+    assert result.rc == 1
     assert snapshot(box.target) == before
