@@ -42,10 +42,25 @@ TARGET = "# app settings\nLOCAL=1\n" + "".join(
 ) + "\nexport KEY_001='quoted old'\n"
 
 
-def make_scenario(path, configured):
+OLDER = b"# an older backup\n"
+KEEP = 2
+
+
+def make_scenario(path, configured, pruning=False):
+    """The job of the every-step tests; ``pruning``: 3 older backups and keep_backups = 2."""
     options = {"owner": 4300, "group": 4301, "mode": "0604"} if configured else {}
+    if pruning:
+        options["keep_backups"] = KEEP
     scenario = Scenario(path, source_text=SOURCE, target_text=TARGET, options=options,
                         target_owner=OLD_OWNER, target_mode=0o640)
+    if pruning:
+        job_dir = scenario.backup_dir / scenario.job
+        job_dir.mkdir(parents=True, mode=0o700)
+        scenario.backup_dir.chmod(0o700)
+        for index in range(3):
+            older = job_dir / f"2020010{index + 1}T000000.000000Z.env"
+            older.write_bytes(OLDER)
+            older.chmod(0o600)
     return scenario
 
 
@@ -90,9 +105,9 @@ def _report_or_import(name, args):
     return name == "openat" and re.search(r'\.pyc?"', args) is not None
 
 
-def expected_outcomes(base, configured, argv_tail):
+def expected_outcomes(base, configured, argv_tail, pruning=False):
     """Old and new target bytes/owner/mode of an uninterrupted run, and its steps."""
-    reference = make_scenario(base / "reference", configured)
+    reference = make_scenario(base / "reference", configured, pruning)
     old = snapshot(reference.target)
     trace = base / "reference.trace"
     proc = strace_run(reference, argv_tail, trace_file=trace)
@@ -111,9 +126,10 @@ def check_after_kill(scenario, old, new, label):
         f"{label}: owner/mode {now['uid']}:{now['gid']} {now['mode']:o}")
     backups = scenario.backups()
     for backup in backups:
-        assert backup.read_bytes() == old["bytes"], f"{label}: partial backup {backup.name}"
+        assert backup.read_bytes() in (old["bytes"], OLDER), f"partial backup {backup.name}"
     if state is new:
-        assert backups, f"{label}: target replaced without a backup"
+        assert any(b.read_bytes() == old["bytes"] for b in backups), (
+            f"{label}: target replaced without a backup")
     return state is new
 
 
@@ -128,17 +144,23 @@ def check_recovery(scenario, old, new, label):
     job_dir = scenario.backup_dir / scenario.job
     stray = [p.name for p in job_dir.iterdir() if not BACKUP_NAME.match(p.name)]
     assert stray == [], f"{label}: stray files in the backup directory: {stray}"
-    assert scenario.backups() and all(b.read_bytes() == old["bytes"] for b in scenario.backups())
+    kept = scenario.backups()
+    assert any(b.read_bytes() == old["bytes"] for b in kept), "no backup of the old target"
+    assert all(b.read_bytes() in (old["bytes"], OLDER) for b in kept), "partial backup"
+    if any(b.read_bytes() == OLDER for b in kept) or len(kept) > 2:
+        assert len(kept) <= KEEP, f"{len(kept)} backups kept, keep_backups = {KEEP}"
+        assert kept[-1].read_bytes() == old["bytes"], "the newest backup was pruned"
 
 
-@pytest.mark.parametrize("configured", [False, True], ids=["keep_owner", "configured_owner"])
-def test_sigkill_at_every_step_of_a_sync_leaves_old_or_new(base, configured):
-    old, new, steps = expected_outcomes(base, configured, [])
+@pytest.mark.parametrize("configured, pruning", [(False, False), (True, False), (False, True)],
+                         ids=["keep_owner", "configured_owner", "pruning_backups"])
+def test_sigkill_at_every_step_of_a_sync_leaves_old_or_new(base, configured, pruning):
+    old, new, steps = expected_outcomes(base, configured, [], pruning)
     assert len(steps) > 10, steps
     tally = Tally()
     outcomes_new = not_reached = 0
     for index, step in enumerate(steps):
-        scenario = make_scenario(base / f"run{index}", configured)
+        scenario = make_scenario(base / f"run{index}", configured, pruning)
         proc = strace_run(scenario, [], inject=step)
         label = f"kill at {step[0]} #{step[1]}"
         if proc.returncode == 0:
@@ -150,7 +172,8 @@ def test_sigkill_at_every_step_of_a_sync_leaves_old_or_new(base, configured):
             outcomes_new += check_after_kill(scenario, old, new, label)
             check_recovery(scenario, old, new, label)
         subprocess.run(["rm", "-rf", str(scenario.base)], check=True)
-    name = f"crash-every-step-{'configured' if configured else 'keep'}-owner"
+    name = "crash-every-step-" + ("pruning" if pruning else "configured-owner" if configured
+                                  else "keep-owner")
     tally.finish(name, f"{len(steps)} steps, {outcomes_new} kills after the rename, "
                        f"{not_reached} not reached")
     assert tally.attempts >= len(steps) * 3 // 4

@@ -225,3 +225,37 @@ def test_hostile_owner_cannot_turn_the_sync_against_root(base, hostile_user, kin
                  f"errors {dict(reasons.most_common(6))}")
     # Not vacuous: some runs synced the real target, some were refused by the attack.
     assert codes.get(0, 0) > 0 and codes.get(1, 0) > 0, codes
+
+
+@pytest.mark.parametrize("holder_mode, holder_group, followed", [
+    (0o755, 0, True),      # a root-owned directory nobody else can write: followed
+    (0o775, None, False),  # writable by the hostile user's group: refused
+    (0o757, 0, False),     # writable by everyone: refused
+    (0o1777, 0, False),    # sticky, like /tmp: others can still plant entries: refused
+])
+def test_symlinked_directory_is_followed_only_from_a_safe_directory(
+        base, hostile_user, holder_mode, holder_group, followed):
+    uid, gid = hostile_user
+    real = base / "real-app"
+    real.mkdir(mode=0o755)
+    holder = base / "links"
+    holder.mkdir()
+    os.chown(holder, 0, gid if holder_group is None else holder_group)
+    holder.chmod(holder_mode)
+    (holder / "app").symlink_to(real)
+    scenario = Scenario(base / "job", source_text="API_TOKEN=new\n", target_text=None)
+    scenario.appdir, scenario.target = holder / "app", holder / "app" / ".env"
+    scenario.write_target("API_TOKEN=old\n")
+    scenario.write_config(target=scenario.target)
+    before = snapshot(real / ".env")
+
+    result = scenario.run()
+
+    if followed:
+        assert result.returncode == 0, result.stderr
+        assert (real / ".env").read_text() == "API_TOKEN=new\n"
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "symlink" in result.stderr
+        assert snapshot(real / ".env") == before
+        assert scenario.backups() == []
