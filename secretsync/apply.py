@@ -430,14 +430,14 @@ def list_backups(backup_dir: str, job: str) -> list[Backup]:
     return backups
 
 
-def prune_backups(backup_dir: str, job: str, keep: int, taken: str) -> list[str]:
+def prune_backups(backup_dir: str, job: str, keep: int, taken: str | None = None) -> list[str]:
     """Delete all but the ``keep`` newest backups of ``job``; return the deleted paths.
 
     ``taken``, the backup this run just made, always stays, even where backups named after a
     clock that has since been set back sort after it.
     """
     others = [b for b in list_backups(backup_dir, job) if b.path != taken]
-    old = others[:max(0, len(others) - (keep - 1))]
+    old = others[:max(0, len(others) - (keep - (1 if taken else 0)))]
     for backup in old:
         try:
             os.unlink(backup.path)

@@ -95,6 +95,9 @@ def _sync(job: Job, sources: Sources, dry_run: bool, result: JobResult) -> None:
         result.warn(list(plan.warnings))
         if not plan.changes:
             result.status = IN_SYNC
+            if not dry_run:
+                # Finish what a run killed between its rename and its pruning left undone.
+                apply.prune_backups(job.backup_dir, job.name, job.keep_backups)
             return
         if dry_run:
             result.status = WOULD_UPDATE

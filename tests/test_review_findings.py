@@ -280,3 +280,22 @@ def test_review_backup_names_are_utc_times(box):
     taken = datetime.datetime.strptime(name, "%Y%m%dT%H%M%S.%fZ.env").replace(
         tzinfo=datetime.timezone.utc)
     assert before <= taken <= datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_review_in_sync_run_prunes_backups_an_interrupted_run_left(box):
+    box.write_source("API_A=new\n")
+    box.write_target("API_A=new\n")
+    box.configure({"app": box.job(keep_backups="2")})
+    directory = box.backups / "app"
+    directory.mkdir(parents=True, mode=0o700)
+    names = [f"2026010{day}T000000.000000Z.env" for day in range(1, 5)]
+    for name in names:
+        (directory / name).write_bytes(b"API_A=old\n")
+    before = snapshot(box.target)
+
+    result = box.run()
+
+    assert result.rc == 0, result.err
+    assert "  in sync" in result.out_lines
+    assert [p.name for p in box.backup_files()] == names[-2:]
+    assert snapshot(box.target) == before
