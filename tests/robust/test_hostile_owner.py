@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 
-from robustlib import Scenario, Tally, scaled, snapshot
+from robustlib import Scenario, Tally, scaled, snapshot, values
 
 ATTACKS = ["symlink", "hardlink", "fifo", "device", "directory", "mixed"]
 
@@ -259,3 +259,35 @@ def test_symlinked_directory_is_followed_only_from_a_safe_directory(
         assert "symlink" in result.stderr
         assert snapshot(real / ".env") == before
         assert scenario.backups() == []
+
+
+def test_planted_temp_names_are_never_followed(base, hostile_user):
+    """Entries the user plants under the temp-file pattern (the clean-up removes such names)
+    are unlinked or skipped, never followed: a symlink and a hard link to a root-only file, a
+    FIFO, a directory."""
+    uid, gid = hostile_user
+    layout = Layout(base, uid, gid, links=0)
+    appdir = layout.appdir
+    names = [f"..env.secretsync-{c * 16}.tmp" for c in "abcd"]
+    os.link(layout.sentinel, appdir / names[3])  # as root: the user could not
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the user plants the rest
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        os.symlink(layout.sentinel, appdir / names[0])
+        os.mkfifo(appdir / names[1])
+        os.mkdir(appdir / names[2])
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    layout.scenario.write_source("API_TOKEN=new\nSETTING=2\n")
+
+    result = layout.scenario.forked(timeout=20)
+
+    assert not result.timed_out
+    assert result.returncode in (0, 1), result.stderr
+    assert "Traceback" not in result.stderr
+    layout.check_protected()
+    layout.check_no_root_bytes_escaped()
+    if result.returncode == 0:
+        assert values(layout.target) == {"API_TOKEN": "new", "SETTING": "2"}
