@@ -147,20 +147,39 @@ class _Slot:
     def __init__(self, key: str, value: str, texts: Iterator[str], target_name: str) -> None:
         self.key = key
         self.value = value
-        self._texts = texts
         self._target_name = target_name
-        self.text = ""
-        self.advance()
+        # Ways are made only when needed: each is checked by parsing it, and values can be
+        # large.
+        self._pending = texts
+        self._texts: list[str] = []
+        self._choice = 0
+        if not self.can_advance_to(0):
+            raise self._unwritable(target_name)
+
+    @property
+    def text(self) -> str:
+        return self._texts[self._choice]
+
+    def _unwritable(self, target_name: str) -> JobError:
+        return JobError(f"{target_name}: {self.key}: the value cannot be written so that "
+                        "python-dotenv reads it back exactly")
+
+    def can_advance_to(self, choice: int) -> bool:
+        while len(self._texts) <= choice:
+            text = next(self._pending, None)
+            if text is None:
+                return False
+            self._texts.append(text)
+        return True
+
+    def can_advance(self) -> bool:
+        return self.can_advance_to(self._choice + 1)
 
     def advance(self) -> None:
         """Take the next way of writing the statement, or fail the job if none is left."""
-        text = next(self._texts, None)
-        if text is None:
-            raise JobError(
-                f"{self._target_name}: {self.key}: the value cannot be written so that "
-                "python-dotenv reads it back exactly"
-            )
-        self.text = text
+        if not self.can_advance():
+            raise self._unwritable(self._target_name)
+        self._choice += 1
 
 
 class _Layout:
@@ -220,28 +239,44 @@ class _Layout:
     def verified_text(self) -> str:
         """Return the new text once python-dotenv reads it exactly as intended.
 
-        A written statement that changes how the file reads from its position on (a quoted
-        value ending in a backslash on python-dotenv 0.21 swallows what follows) is written
-        the next way instead; when no way is left the job fails.
+        Where the reading first goes wrong, the written statement at or before that place is
+        written its next way (a quoted value ending in a backslash swallows what follows on
+        python-dotenv 0.21). Where a kept statement before every written one goes wrong, a
+        later written statement's quote closed one the kept statement had left open: the
+        later statements are written their next ways until the first wrong place moves on.
+        When no way is left the job fails.
         """
         while True:
-            text = self._text()
-            seen = [s.meaning() for s in parse(text).read]
-            if seen == self._expected:
-                return (BOM if self._bom else "") + text
-            self._culprit(seen).advance()
+            first_wrong = self._first_wrong()
+            if first_wrong is None:
+                return (BOM if self._bom else "") + self._text()
+            before = self._slots_between(0, first_wrong + 1)
+            if before:
+                before[-1].advance()
+                continue
+            # Each later statement its next way, in turn and together (several of them may hold
+            # the quote), until the first wrong place moves on.
+            for slot in self._slots_between(first_wrong + 1, len(self._owners)):
+                if slot.can_advance():
+                    slot.advance()
+                    moved = self._first_wrong()
+                    if moved is None or moved > first_wrong:
+                        break
+            else:
+                raise JobError(
+                    f"{self._target_name}: the new text would change statements secretsync "
+                    "does not manage; nothing written"
+                )
 
-    def _culprit(self, seen: list[tuple]) -> _Slot:
-        """The last written statement at or before the first place the reading goes wrong."""
-        first_wrong = next(
-            (i for i, (a, b) in enumerate(zip(seen, self._expected)) if a != b),
-            min(len(seen), len(self._expected)),
-        )
-        for position in range(min(first_wrong, len(self._owners) - 1), -1, -1):
-            piece = self._pieces[self._owners[position]]
-            if isinstance(piece, _Slot):
-                return piece
-        raise JobError(
-            f"{self._target_name}: the new text would change statements secretsync does not "
-            "manage; nothing written"
-        )
+    def _first_wrong(self) -> int | None:
+        """Where the new text's reading first differs from the intended one (None: nowhere)."""
+        seen = [s.meaning() for s in parse(self._text()).read]
+        if seen == self._expected:
+            return None
+        return next((i for i, (a, b) in enumerate(zip(seen, self._expected)) if a != b),
+                    min(len(seen), len(self._expected)))
+
+    def _slots_between(self, start: int, stop: int) -> list[_Slot]:
+        """The written statements among the intended statements start..stop-1, in order."""
+        pieces = (self._pieces[owner] for owner in self._owners[start:stop])
+        return [piece for piece in pieces if isinstance(piece, _Slot)]
