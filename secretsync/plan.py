@@ -160,6 +160,14 @@ class _Slot:
     def text(self) -> str:
         return self._texts[self._choice]
 
+    @property
+    def choice(self) -> int:
+        return self._choice
+
+    @choice.setter
+    def choice(self, choice: int) -> None:
+        self._choice = choice
+
     def _unwritable(self, target_name: str) -> JobError:
         return JobError(f"{target_name}: {self.key}: the value cannot be written so that "
                         "python-dotenv reads it back exactly")
@@ -174,6 +182,19 @@ class _Slot:
 
     def can_advance(self) -> bool:
         return self.can_advance_to(self._choice + 1)
+
+    def avoid(self, char: str) -> bool:
+        """Take the next way (this one included) without ``char``; False if none is left.
+
+        Only forward: every change of a slot's way moves it on, so the search ends.
+        """
+        choice = self._choice
+        while self.can_advance_to(choice):
+            if char not in self._texts[choice]:
+                self._choice = choice
+                return True
+            choice += 1
+        return False
 
     def advance(self) -> None:
         """Take the next way of writing the statement, or fail the job if none is left."""
@@ -243,7 +264,7 @@ class _Layout:
         written its next way (a quoted value ending in a backslash swallows what follows on
         python-dotenv 0.21). Where a kept statement before every written one goes wrong, a
         later written statement's quote closed one the kept statement had left open: the
-        later statements are written their next ways until the first wrong place moves on.
+        later statements are written without that quote character.
         When no way is left the job fails.
         """
         while True:
@@ -254,19 +275,29 @@ class _Layout:
             if before:
                 before[-1].advance()
                 continue
-            # Each later statement its next way, in turn and together (several of them may hold
-            # the quote), until the first wrong place moves on.
-            for slot in self._slots_between(first_wrong + 1, len(self._owners)):
-                if slot.can_advance():
-                    slot.advance()
-                    moved = self._first_wrong()
-                    if moved is None or moved > first_wrong:
-                        break
-            else:
+            if not self._avoid_quote_after(first_wrong):
                 raise JobError(
                     f"{self._target_name}: the new text would change statements secretsync "
                     "does not manage; nothing written"
                 )
+
+    def _avoid_quote_after(self, first_wrong: int) -> bool:
+        """Write every statement after ``first_wrong`` without one quote character, if that
+        makes the reading right further on; return whether it did.
+
+        A kept quoted value ending in a backslash reads right only while no later text holds
+        its quote character (python-dotenv 0.21's pattern then runs on to it).
+        """
+        later = self._slots_between(first_wrong + 1, len(self._owners))
+        for quote in ("'", '"'):
+            saved = [slot.choice for slot in later]
+            if all(slot.avoid(quote) for slot in later):
+                moved = self._first_wrong()
+                if moved is None or moved > first_wrong:
+                    return True
+            for slot, choice in zip(later, saved):
+                slot.choice = choice
+        return False
 
     def _first_wrong(self) -> int | None:
         """Where the new text's reading first differs from the intended one (None: nowhere)."""
