@@ -89,8 +89,12 @@ class Document:
         return "\n"
 
     def aligned(self) -> bool:
-        """Whether both views have the same statements, so that one can be edited by the other."""
-        raw = [(s.key, s.error) for s in self.statements if s.key is not None or s.error]
+        """Whether both views have the same statements, so that one can be edited by the other.
+
+        A key itself may hold a line break (a quoted key), which the read view has translated.
+        """
+        raw = [(_read_view(s.key) if s.key is not None else None, s.error)
+               for s in self.statements if s.key is not None or s.error]
         return raw == [(s.key, s.error) for s in self.read]
 
     def text(self) -> str:
@@ -148,9 +152,13 @@ def parse(text: str) -> Document:
     if bom:
         text = text[len(BOM):]
     statements = tuple(_statements(text))
-    read_text = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else None
-    read = statements if read_text is None else tuple(_statements(read_text))
+    read = statements if "\r" not in text else tuple(_statements(_read_view(text)))
     return Document(statements, bom, tuple(s for s in read if s.key is not None or s.error))
+
+
+def _read_view(text: str) -> str:
+    """``text`` with its line breaks as Python's text mode (and so python-dotenv) reads them."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _statements(text: str) -> Iterator[Statement]:
